@@ -1,0 +1,38 @@
+# physweep: the parallel-runs playbook as a Snakemake workflow.
+# Table of contents only: config, validation, includes, named round targets.
+#   snakemake --cores 2 round_a                 # demo round A on CPU (default preset: demo)
+#   snakemake --profile slurm round_c           # round C on a SLURM cluster, one GPU per job
+#   physweep plan round_c                       # the run table before anything is spent
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/select.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        f"{R}/report.html",
+
+
+# One named target per round: `snakemake round_c` builds results/round_c/report.html (and the
+# rounds it inherits winners from, through their winners files).
+for _round in WF.rounds:
+
+    rule:
+        name:
+            _round
+        input:
+            f"{R}/{_round}/report.html",
+        localrule: True
+        default_target: False

@@ -1,0 +1,132 @@
+# Config validation, the plan, wildcard constraints and named input functions.
+# Everything worth a unit test lives in physweep.plan / physweep.select; this file only asks.
+import json
+import sys
+
+from physweep.plan.config import load_workflow_config
+from physweep.plan.errors import ConfigError, ConfigErrors
+from physweep.plan.table import plan_records
+from physweep.plan.workflow import Workflow, block_winner_path
+
+try:
+    WCFG = load_workflow_config(config, root=workflow.basedir)
+    WF = Workflow(WCFG)
+except (ConfigError, ConfigErrors) as _exc:
+    sys.exit(f"physweep: config error (nothing was run):\n{_exc}")
+
+R = WF.results
+PRESET = WCFG.preset
+DATA = f"{R}/data/{WF.dataset}"
+RUN = f"{R}/{{round}}/runs/{{run}}"
+LOGS = f"{R}/logs/{{round}}/{{run}}"
+BENCH = f"{R}/benchmarks/{{round}}/{{run}}"
+
+
+wildcard_constraints:
+    round=WF.round_regex,
+    run=WF.run_regex,
+    block=WF.block_regex,
+    dataset=r"[A-Za-z0-9_-]+",
+
+
+def res(kind, key, default):
+    """Per-rule job resources from the active preset (profiles may override)."""
+    return PRESET["resources"][kind].get(key, default)
+
+
+def get_data_splits(wildcards=None):
+    return {s: f"{DATA}/{s}.nc" for s in ("train", "test", "ood")}
+
+
+def get_template(wildcards):
+    return WF.run_template(wildcards.round, wildcards.run)
+
+
+def get_winner_files(wildcards):
+    return list(WF.winner_inputs(wildcards.round, wildcards.run).values())
+
+
+def get_winner_sources(wildcards):
+    return list(WF.winner_inputs(wildcards.round, wildcards.run))
+
+
+def get_objective(wildcards):
+    return WF.plans[wildcards.round].objective
+
+
+def is_baseline(wildcards):
+    return wildcards.run in WF.baseline_runs(wildcards.round)
+
+
+def get_baseline_probe_evals(wildcards):
+    return [
+        f"{R}/{wildcards.round}/runs/{b}/probe_eval.nc"
+        for b in WF.baseline_runs(wildcards.round)
+    ]
+
+
+def get_decision(round_name, run):
+    """Read a run's early-stop decision (a checkpoint: evaluated after decide has run)."""
+    path = checkpoints.decide.get(round=round_name, run=run).output[0]
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def get_trained_dir(round_name, run):
+    """final/ for runs trained to the end, probe/ for early-stopped or diverged runs."""
+    stage = "final" if get_decision(round_name, run)["continue"] else "probe"
+    return f"{R}/{round_name}/runs/{run}/{stage}"
+
+
+def get_small_eval_checkpoint(wildcards):
+    return f"{get_trained_dir(wildcards.round, wildcards.run)}/checkpoint.pt"
+
+
+def get_run_records(round_name, runs):
+    """Inputs of block_winner / promote / rank: small evals and decisions of `runs`."""
+    return {
+        "evals": [f"{R}/{round_name}/runs/{r}/small_eval.nc" for r in runs],
+        "decisions": [f"{R}/{round_name}/runs/{r}/decision.json" for r in runs],
+    }
+
+
+def get_block_inputs(wildcards):
+    return get_run_records(wildcards.round, WF.block_runs(wildcards.round, wildcards.block))
+
+
+def get_round_inputs(wildcards):
+    return get_run_records(wildcards.round, WF.run_names(wildcards.round))
+
+
+def get_promoted(round_name):
+    path = checkpoints.promote.get(round=round_name).output[0]
+    with open(path) as fh:
+        return json.load(fh)["promoted"]
+
+
+def get_full_evals(wildcards):
+    return [f"{R}/{wildcards.round}/runs/{r}/full_eval.nc" for r in get_promoted(wildcards.round)]
+
+
+def get_train_logs(wildcards):
+    return [
+        f"{get_trained_dir(wildcards.round, r)}/train_log.nc"
+        for r in WF.run_names(wildcards.round)
+    ]
+
+
+def get_run_meta(wildcards):
+    """Per-run facts the ranking needs besides the files: block, seed, swept knob names."""
+    plan = WF.plans[wildcards.round]
+    return {
+        "runs": {
+            r.name: {"block": r.block, "seed": r.seed, "replicate": r.is_baseline and r.seed > 0,
+                     "is_baseline": r.is_baseline}
+            for r in plan.runs
+        },
+        "swept": plan.varied,
+    }
+
+
+def get_plan_records(wildcards):
+    return plan_records(WCFG, WF.plans[wildcards.round])

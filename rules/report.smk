@@ -1,0 +1,62 @@
+# Plan table, round report (self-contained HTML) and the cross-round index.
+
+
+rule plan:
+    output:
+        f"{R}/{{round}}/plan.json",
+    log:
+        f"{R}/logs/{{round}}/plan.log",
+    conda:
+        "../envs/physweep.yaml"
+    params:
+        records=get_plan_records,
+    script:
+        "../workflow/scripts/plan.py"
+
+
+rule report:
+    input:
+        unpack(get_round_inputs),
+        ranking=f"{R}/{{round}}/ranking.csv",
+        winners=f"{R}/{{round}}/winners.yaml",
+        plan=f"{R}/{{round}}/plan.json",
+        full=get_full_evals,
+        logs=get_train_logs,
+    output:
+        html=f"{R}/{{round}}/report.html",
+        figures=report(
+            directory(f"{R}/{{round}}/figures"),
+            patterns=["{name}.png"],
+            category="{round}",
+            caption="../report/figures.rst",
+        ),
+    log:
+        f"{R}/logs/{{round}}/report.log",
+    benchmark:
+        f"{R}/benchmarks/{{round}}/report.tsv"
+    conda:
+        "../envs/physweep.yaml"
+    params:
+        runs=lambda w: WF.run_names(w.round),
+        promoted=lambda w: get_promoted(w.round),
+        rerun_hint=lambda w: (
+            "snakemake --cores 2 {round} --forcerun " + R + "/{round}/runs/{run}/probe/checkpoint.pt"
+        ),
+    script:
+        "../workflow/scripts/report.py"
+
+
+rule index:
+    input:
+        reports=expand(f"{R}/{{round}}/report.html", round=WF.rounds),
+        winners=expand(f"{R}/{{round}}/winners.yaml", round=WF.rounds),
+    output:
+        f"{R}/report.html",
+    log:
+        f"{R}/logs/index.log",
+    conda:
+        "../envs/physweep.yaml"
+    params:
+        rounds=WF.rounds,
+    script:
+        "../workflow/scripts/index.py"

@@ -1,0 +1,57 @@
+# Per-run training: to the probe point, then (survivors only) to the end of the budget.
+
+
+rule train_probe:
+    input:
+        unpack(get_data_splits),
+        winners=get_winner_files,
+    output:
+        checkpoint=f"{RUN}/probe/checkpoint.pt",
+        log=f"{RUN}/probe/train_log.nc",
+    log:
+        f"{LOGS}/train_probe.log",
+    benchmark:
+        f"{BENCH}/train_probe.tsv"
+    conda:
+        "../envs/physweep.yaml"
+    threads: res("train", "threads", 1)
+    resources:
+        gpu=res("train", "gpu", 0),
+        mem_mb=res("train", "mem_mb", 2000),
+        runtime=res("train", "runtime", 30),
+    params:
+        template=get_template,
+        sources=get_winner_sources,
+        stop_fraction=config["early_stop"]["probe_fraction"],
+        resume=False,
+    script:
+        "../workflow/scripts/train.py"
+
+
+rule train_finish:
+    input:
+        unpack(get_data_splits),
+        winners=get_winner_files,
+        probe=f"{RUN}/probe/checkpoint.pt",
+        decision=f"{RUN}/decision.json",
+    output:
+        checkpoint=f"{RUN}/final/checkpoint.pt",
+        log=f"{RUN}/final/train_log.nc",
+    log:
+        f"{LOGS}/train_finish.log",
+    benchmark:
+        f"{BENCH}/train_finish.tsv"
+    conda:
+        "../envs/physweep.yaml"
+    threads: res("train", "threads", 1)
+    resources:
+        gpu=res("train", "gpu", 0),
+        mem_mb=res("train", "mem_mb", 2000),
+        runtime=res("train", "runtime", 30),
+    params:
+        template=get_template,
+        sources=get_winner_sources,
+        stop_fraction=1.0,
+        resume=True,
+    script:
+        "../workflow/scripts/train.py"

@@ -1,0 +1,61 @@
+"""`physweep` command line: inspect rounds before anything is spent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from physweep.plan.config import REPO_ROOT, load_workflow_config
+from physweep.plan.errors import ConfigError, ConfigErrors
+from physweep.plan.round import plan_round
+from physweep.plan.table import format_table, plan_records
+from physweep.plan.workflow import known_winners
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="physweep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="print a round's run table and guardrail warnings")
+    p.add_argument("round", nargs="?", help="round name (default: every round)")
+    p.add_argument("--configfile", default=str(REPO_ROOT / "config" / "config.yaml"))
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="top-level overrides, as snakemake --config (e.g. preset=full)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    sub.add_parser("rounds", help="list the rounds")
+    args = parser.parse_args(argv)
+
+    configfile = getattr(args, "configfile", str(REPO_ROOT / "config" / "config.yaml"))
+    try:
+        config = yaml.safe_load(Path(configfile).read_text())
+        config.update(_parse_overrides(getattr(args, "config", [])))
+        wcfg = load_workflow_config(config, REPO_ROOT, configfile)
+        if args.command == "rounds":
+            for name, rnd in wcfg.rounds.items():
+                print(f"{name}: {rnd.get('title', '')} ({wcfg.round_files[name]})")
+            return 0
+        names = [args.round] if args.round else list(wcfg.rounds)
+        out = []
+        for name in names:
+            plan = plan_round(wcfg, name, known_winners(wcfg, name, Path.cwd()))
+            out.append(plan_records(wcfg, plan) if args.json else format_table(wcfg, plan))
+    except (ConfigError, ConfigErrors) as exc:
+        print(f"physweep: config error:\n{exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=2) if args.json else "\n\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Flow solver, datasets, physics gates and projections."""

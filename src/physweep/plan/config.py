@@ -1,0 +1,180 @@
+"""Load and validate the workflow config, the active preset and every round file.
+
+Everything is checked here, at load time, before any job runs: schema errors, unknown knobs,
+bad values, duplicate round names, references to missing rounds. ``load_workflow_config`` is
+what the Snakefile and the ``physweep`` CLI call.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from physweep.plan import knobs as K
+from physweep.plan.errors import ConfigError, ConfigErrors
+from physweep.plan.schema import check_knob_name, check_knob_value, load_schema, validate
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class WorkflowConfig:
+    """The validated config, the active preset and all rounds (by name)."""
+
+    config: dict[str, Any]
+    preset: dict[str, Any]
+    rounds: dict[str, dict[str, Any]]
+    round_files: dict[str, Path]
+    root: Path
+    config_file: str = "config/config.yaml"
+    preset_file: Path = field(default_factory=Path)
+
+    @property
+    def preset_name(self) -> str:
+        return self.config["preset"]
+
+    @property
+    def results_dir(self) -> str:
+        return self.config["results_dir"]
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        with open(path) as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "<file>", f"not valid YAML: {exc}") from exc
+
+
+def normalise_knob(knob: str, value: Any) -> Any:
+    """One conversion per value: numbers declared `number` become float (1 -> 1.0)."""
+    spec = load_schema("knobs")["properties"].get(knob, {})
+    if spec.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _resolve(root: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else root / p
+
+
+def load_workflow_config(
+    config: dict[str, Any], root: Path | None = None, config_file: str = "config/config.yaml"
+) -> WorkflowConfig:
+    """Validate ``config`` (as Snakemake loaded it) and load the preset and round files."""
+    root = Path(root) if root else REPO_ROOT
+    config = copy.deepcopy(config)
+    validate(config, "config", config_file)
+    config["knobs"] = {k: normalise_knob(k, v) for k, v in config["knobs"].items()}
+    missing = [k for k in K.KNOBS if k not in config["knobs"]]
+    if missing:
+        raise ConfigError(config_file, "knobs", f"missing default(s) for {missing}",
+                          "every knob needs a default")
+
+    preset_file = _resolve(root, config["presets_dir"]) / f"{config['preset']}.yaml"
+    if not preset_file.exists():
+        available = sorted(p.stem for p in preset_file.parent.glob("*.yaml"))
+        raise ConfigError(config_file, "preset", f"no preset file {preset_file}",
+                          ", ".join(available) or "none found")
+    preset = read_yaml(preset_file)
+    validate(preset, "preset", preset_file)
+
+    rounds_dir = _resolve(root, config["rounds_dir"])
+    if not rounds_dir.is_dir():
+        raise ConfigError(config_file, "rounds_dir", f"{rounds_dir} is not a directory")
+    rounds: dict[str, dict[str, Any]] = {}
+    files: dict[str, Path] = {}
+    errors: list[ConfigError] = []
+    for path in sorted(rounds_dir.glob("*.yaml")):
+        data = read_yaml(path)
+        try:
+            validate(data, "round", path)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        name = data["name"]
+        if name in rounds:
+            errors.append(ConfigError(str(path), "name", f"duplicate round name '{name}' "
+                                      f"(also in {files[name]})", "a name not used by another round file"))
+            continue
+        rounds[name], files[name] = data, path
+    if errors:
+        raise ConfigErrors(errors)
+    wcfg = WorkflowConfig(config, preset, rounds, files, root, config_file, preset_file)
+    for name in rounds:
+        check_round(wcfg, name)
+    return wcfg
+
+
+def check_round(wcfg: WorkflowConfig, name: str) -> None:
+    """Semantic checks of one round beyond its schema (knob names and values, references)."""
+    rnd, f = wcfg.rounds[name], wcfg.round_files[name]
+    for i, inh in enumerate(rnd.get("inherit", [])):
+        if inh["round"] not in wcfg.rounds:
+            raise ConfigError(f, f"inherit[{i}].round", f"unknown round '{inh['round']}'",
+                              ", ".join(sorted(set(wcfg.rounds) - {name})) or "no other rounds")
+        if inh["round"] == name:
+            raise ConfigError(f, f"inherit[{i}].round", "a round cannot inherit from itself")
+        for j, k in enumerate(inh["knobs"]):
+            check_knob_name(k, f, f"inherit[{i}].knobs[{j}]")
+    for k, v in (rnd.get("fixed") or {}).items():
+        check_knob_value(k, v, f, f"fixed.{k}")
+    inherited = {k for inh in rnd.get("inherit", []) for k in inh["knobs"]}
+    both = sorted(inherited & set(rnd.get("fixed") or {}))
+    if both:
+        raise ConfigError(f, "fixed", f"knob(s) {both} are both inherited and fixed",
+                          "inherit a knob or fix it, not both")
+    seen_blocks: list[str] = []
+    for b, block in enumerate(rnd["blocks"]):
+        where = f"blocks[{b}]"
+        if block["name"] in seen_blocks:
+            raise ConfigError(f, f"{where}.name", f"duplicate block name '{block['name']}'")
+        design = block["design"]
+        swept: set[str] = set()
+        if design["type"] == "list":
+            if not isinstance(design.get("runs"), list):
+                raise ConfigError(f, f"{where}.design.runs", "a list design needs its runs",
+                                  "a list of {knob: value} mappings")
+            if block.get("knobs"):
+                raise ConfigError(f, f"{where}.knobs", "a list design takes its values from "
+                                  "design.runs, not knobs")
+            for r, run in enumerate(design["runs"]):
+                for k, v in run.items():
+                    check_knob_value(k, v, f, f"{where}.design.runs[{r}].{k}")
+                    swept.add(k)
+        else:
+            if not block.get("knobs"):
+                raise ConfigError(f, f"{where}.knobs", "empty design: no knobs to sweep",
+                                  "a mapping knob -> list of levels")
+            for k, values in block["knobs"].items():
+                check_knob_name(k, f, f"{where}.knobs.{k}")
+                for i, v in enumerate(values):
+                    check_knob_value(k, v, f, f"{where}.knobs.{k}[{i}]")
+                normalised = [normalise_knob(k, v) for v in values]
+                if len({K.format_value(v) for v in normalised}) != len(values):
+                    raise ConfigError(f, f"{where}.knobs.{k}", "repeated level", "distinct levels")
+                swept.add(k)
+        for k, v in (block.get("fixed") or {}).items():
+            check_knob_value(k, v, f, f"{where}.fixed.{k}")
+        ffb = block.get("fixed_from_block")
+        fixed_here = set(block.get("fixed") or {})
+        if ffb:
+            if ffb["block"] not in seen_blocks:
+                raise ConfigError(f, f"{where}.fixed_from_block.block",
+                                  f"'{ffb['block']}' is not an earlier block of this round",
+                                  ", ".join(seen_blocks) or "no earlier block")
+            for j, k in enumerate(ffb["knobs"]):
+                check_knob_name(k, f, f"{where}.fixed_from_block.knobs[{j}]")
+            fixed_here |= set(ffb["knobs"])
+        clash = sorted(fixed_here & swept)
+        if clash:
+            raise ConfigError(f, f"{where}", f"block '{block['name']}' fixes knob(s) {clash} "
+                              "that it also sweeps", "fix a knob or sweep it, not both")
+        seen_blocks.append(block["name"])

@@ -1,0 +1,307 @@
+"""Round config -> designs -> the round's run table, with the guardrails checked.
+
+A round is a list of blocks. Each block sweeps a few knobs with a design; the other knobs take
+the round's base values (defaults < inherited winners of earlier rounds < round `fixed`), or the
+winner of an earlier block (`fixed_from_block`), or the block's own `fixed`. Identical runs in two
+blocks are one run. Values that come from a winner not yet known are `Pending` until the winner
+file exists; `physweep.plan.spec.build_spec` resolves them when the job runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from physweep.plan import designs
+from physweep.plan import knobs as K
+from physweep.plan.config import WorkflowConfig, normalise_knob
+from physweep.plan.errors import ConfigError
+from physweep.plan.sizes import effective_batch, effective_size
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A knob value taken from a winner that is decided by an earlier round or block."""
+
+    kind: str  # "round" | "block"
+    name: str  # round or block name
+
+    @property
+    def source(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    def __str__(self) -> str:
+        return f"<-{self.name}" if self.kind == "round" else f"<-best({self.name})"
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    blocks: list[str]
+    seed: int
+    values: dict[str, Any]  # every knob: nominal value or Pending
+    swept: dict[str, Any]  # the assignment of its first block ({} for the baseline)
+    origin: dict[str, str]  # knob -> where its value comes from
+    batch_tokens: int  # nominal batch_tokens of this run
+    batch_rule: str | None = None
+    is_baseline: bool = False
+
+    @property
+    def block(self) -> str:
+        return self.blocks[0]
+
+    @property
+    def pending_sources(self) -> list[str]:
+        return sorted({v.source for v in self.values.values() if isinstance(v, Pending)})
+
+
+@dataclass
+class Alias:
+    """A block assignment identical to the winner of the block it is fixed from."""
+
+    block: str
+    swept: dict[str, Any]
+    alias_of_block: str
+
+
+@dataclass
+class RoundPlan:
+    round: str
+    file: str
+    title: str
+    objective: str
+    runs: list[PlannedRun]
+    aliases: list[Alias]
+    warnings: list[str]
+    blocks: list[str]
+    block_sources: dict[str, str | None]  # block -> earlier block it takes a winner from
+    inherits: list[str]  # earlier rounds whose winners this round needs
+    varied: list[str]  # knobs that take more than one value in the round
+    baseline: list[str] = field(default_factory=list)
+
+    def run(self, name: str) -> PlannedRun:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(f"round {self.round} has no run {name!r}")
+
+    def runs_of_block(self, block: str) -> list[str]:
+        return [r.name for r in self.runs if block in r.blocks]
+
+
+def _key(values: dict[str, Any], seed: int, batch: int) -> tuple:
+    return (seed, batch) + tuple(
+        (k, v.source if isinstance(v, Pending) else K.format_value(v)) for k, v in sorted(values.items())
+    )
+
+
+def _design_rows(block: dict, levels: list[list[Any]], file: str, where: str,
+                 tight: bool, base_index: list[int]) -> list[tuple[int, ...]]:
+    design = block["tight"] if tight and "tight" in block else block["design"]
+    key = f"{where}.tight" if design is block.get("tight") else f"{where}.design"
+    n_levels = [len(v) for v in levels]
+    kind = design["type"]
+    try:
+        if kind == "grid":
+            return designs.grid(n_levels)
+        if kind == "fractional":
+            if "generators" in design:
+                return designs.fractional_2level(n_levels, design["generators"])
+            if not isinstance(design.get("runs"), int):
+                raise ConfigError(file, f"{key}.runs", "a fractional design needs `runs` "
+                                  "(balanced fraction) or `generators` (2-level)",
+                                  f"runs in {designs.balanced_sizes(n_levels)}")
+            return designs.balanced_fraction(n_levels, design["runs"])
+        if kind == "lhs":
+            if not isinstance(design.get("runs"), int):
+                raise ConfigError(file, f"{key}.runs", "an lhs design needs `runs`",
+                                  "a multiple of every knob's number of levels")
+            return designs.latin_hypercube(n_levels, design["runs"], design.get("seed", 0))
+        if kind == "one_at_a_time":
+            return designs.one_at_a_time(n_levels, base_index)
+    except designs.DesignError as exc:
+        allowed = ", ".join(map(str, exc.allowed)) if exc.allowed else "none for these levels"
+        raise ConfigError(file, f"{key}.runs", str(exc), f"runs in [{allowed}]") from exc
+    raise ConfigError(file, f"{key}.type", f"unsupported design {kind!r}")
+
+
+def _block_assignments(block: dict, base: dict[str, Any], file: str, where: str,
+                       tight: bool) -> list[dict[str, Any]]:
+    if block["design"]["type"] == "list" and not (tight and "tight" in block):
+        return [{k: normalise_knob(k, v) for k, v in run.items()} for run in block["design"]["runs"]]
+    names = list(block["knobs"])
+    levels = [[normalise_knob(k, v) for v in block["knobs"][k]] for k in names]
+    base_index = []
+    for k, lv in zip(names, levels, strict=True):
+        idx = [i for i, v in enumerate(lv) if K.same_value(v, base.get(k))]
+        base_index.append(idx[0] if idx else 0)
+    rows = _design_rows(block, levels, file, where, tight, base_index)
+    return [{k: levels[j][row[j]] for j, k in enumerate(names)} for row in rows]
+
+
+def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any]] | None = None
+               ) -> RoundPlan:
+    """Plan round ``name``. ``winners`` maps a source ("round:round_a", "block:optimizer") to
+    its winner's knob values when already known (shown in the table; the DAG stays symbolic)."""
+    if name not in wcfg.rounds:
+        raise ConfigError(wcfg.config_file, "round", f"unknown round '{name}'",
+                          ", ".join(sorted(wcfg.rounds)))
+    winners = winners or {}
+    rnd, file = wcfg.rounds[name], str(wcfg.round_files[name])
+    cfg = wcfg.config
+    tight = bool(cfg.get("tight_designs", False))
+
+    base: dict[str, Any] = dict(cfg["knobs"])
+    origin: dict[str, str] = {k: "default" for k in base}
+    for inh in rnd.get("inherit", []):
+        src = Pending("round", inh["round"])
+        for k in inh["knobs"]:
+            known = winners.get(src.source)
+            base[k] = normalise_knob(k, known[k]) if known and k in known else src
+            origin[k] = f"winner of {inh['round']}"
+    for k, v in (rnd.get("fixed") or {}).items():
+        base[k], origin[k] = normalise_knob(k, v), "round fixed"
+
+    batch = int(cfg["compute"]["batch_tokens"])
+    runs: list[PlannedRun] = []
+    by_key: dict[tuple, PlannedRun] = {}
+    aliases: list[Alias] = []
+    block_values: dict[str, list[dict[str, Any]]] = {}
+    block_sources: dict[str, str | None] = {}
+
+    n_seeds = int(cfg["early_stop"]["baseline_seeds"])
+    for seed in range(n_seeds):
+        run = PlannedRun(
+            name="baseline" if seed == 0 else f"baseline_seed~{seed}", blocks=["baseline"],
+            seed=seed, values=dict(base), swept={}, origin=dict(origin), batch_tokens=batch,
+            is_baseline=True,
+        )
+        runs.append(run)
+        by_key[_key(run.values, seed, batch)] = run
+
+    for b, block in enumerate(rnd["blocks"]):
+        where, bname = f"blocks[{b}]", block["name"]
+        bbase, borigin = dict(base), dict(origin)
+        ffb = block.get("fixed_from_block")
+        block_sources[bname] = ffb["block"] if ffb else None
+        if ffb:
+            src = Pending("block", ffb["block"])
+            known = winners.get(src.source)
+            for k in ffb["knobs"]:
+                bbase[k] = normalise_knob(k, known[k]) if known and k in known else src
+                borigin[k] = f"best of block {ffb['block']}"
+        for k, v in (block.get("fixed") or {}).items():
+            bbase[k], borigin[k] = normalise_knob(k, v), "block fixed"
+        comp = block.get("compute") or {}
+        rule = comp.get("batch_tokens")
+        if rule and "lr_scaling" not in comp:
+            raise ConfigError(file, f"{where}.compute", "batch_tokens changed without the LR "
+                              "rule", "add `lr_scaling: linear` (the playbook's rule)")
+        if rule and "batch_tokens" not in rnd.get("declares", []):
+            raise ConfigError(file, "declares", f"block '{bname}' changes batch_tokens but the "
+                              "round does not declare it", "declares: [batch_tokens]")
+        values_list = []
+        for assignment in _block_assignments(block, bbase, file, where, tight):
+            values = dict(bbase)
+            values.update(assignment)
+            run_origin = dict(borigin)
+            run_origin.update({k: "swept" for k in assignment})
+            run_batch, rule_text = batch, None
+            if rule:
+                knob = rule["scale_with"]
+                if knob not in assignment:
+                    raise ConfigError(file, f"{where}.compute.batch_tokens.scale_with",
+                                      f"'{knob}' is not swept by block '{bname}'",
+                                      ", ".join(assignment))
+                ratio = assignment[knob] / cfg["knobs"][knob]
+                run_batch = round(batch / ratio) if rule["rule"] == "inverse" else round(batch * ratio)
+                rule_text = f"batch_tokens {rule['rule']} in {knob}"
+            values_list.append(values)
+            if ffb and _is_alias(values, ffb, block_values.get(ffb["block"], [])):
+                aliases.append(Alias(bname, assignment, ffb["block"]))
+                continue
+            key = _key(values, 0, run_batch)
+            if key in by_key:
+                if bname not in by_key[key].blocks:
+                    by_key[key].blocks.append(bname)
+                continue
+            run_name = "_".join(f"{k}~{K.format_value(v)}" for k, v in assignment.items())
+            if any(r.name == run_name for r in runs):
+                run_name = f"{run_name}_b~{bname}"
+            run = PlannedRun(run_name, [bname], 0, values, dict(assignment), run_origin,
+                             run_batch, rule_text)
+            runs.append(run)
+            by_key[key] = run
+        block_values[bname] = values_list
+
+    _check_sizes(wcfg, runs)
+    varied = _varied(runs)
+    warnings = _guardrails(rnd, file, varied, runs)
+    return RoundPlan(
+        round=name, file=file, title=rnd.get("title", name), objective=rnd["objective"],
+        runs=runs, aliases=aliases, warnings=warnings, blocks=[b["name"] for b in rnd["blocks"]],
+        block_sources=block_sources, inherits=[i["round"] for i in rnd.get("inherit", [])],
+        varied=varied, baseline=[r.name for r in runs if r.is_baseline],
+    )
+
+
+def _is_alias(values: dict[str, Any], ffb: dict, source_values: list[dict[str, Any]]) -> bool:
+    """True when this run equals whichever run of the source block wins: every knob that is not
+    taken from the winner has the value that all of the source block's runs share."""
+    if not source_values:
+        return False
+    for k, v in values.items():
+        if k in ffb["knobs"]:
+            continue
+        if isinstance(v, Pending):
+            if any(sv.get(k) != v for sv in source_values):
+                return False
+        elif not all(not isinstance(sv[k], Pending) and K.same_value(sv[k], v)
+                     for sv in source_values):
+            return False
+    return True
+
+
+def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> None:
+    """Every concrete size of every run must map to an effective size in the preset."""
+    pfile = str(wcfg.preset_file)
+    for r in runs:
+        for k in K.SIZE_KNOBS:
+            if not isinstance(r.values[k], Pending):
+                effective_size(wcfg.preset, k, r.values[k], pfile)
+        effective_batch(wcfg.preset, r.batch_tokens, pfile)
+
+
+def _varied(runs: list[PlannedRun]) -> list[str]:
+    out = []
+    for k in K.KNOBS:
+        texts = {str(r.values[k]) if isinstance(r.values[k], Pending)
+                 else K.format_value(r.values[k]) for r in runs}
+        swept = any(k in r.swept for r in runs)
+        if swept and len(texts) > 1:
+            out.append(k)
+    return out
+
+
+def _guardrails(rnd: dict, file: str, varied: list[str], runs: list[PlannedRun]) -> list[str]:
+    toggles = [k for k in K.ARCH_TOGGLES if k in varied]
+    if len(toggles) > 1:
+        raise ConfigError(file, "blocks", f"several architectural toggles varied together: "
+                          f"{toggles}", f"vary at most one of {', '.join(K.ARCH_TOGGLES)} per round")
+    if all(k in varied for k in K.CAPACITY_AXES):
+        raise ConfigError(file, "blocks", "depth and model_dim varied in the same round",
+                          "change one capacity axis: model_dim OR depth")
+    if "max_horizon" in varied and "horizon" not in rnd.get("declares", []):
+        raise ConfigError(file, "declares", "max_horizon varies but the round does not declare "
+                          "the horizon change", "declares: [horizon]")
+    warnings = []
+    for (a, b), note in K.INTERACTIONS.items():
+        if a in varied and b in varied:
+            warnings.append(f"interaction {note}")
+    batches = {r.batch_tokens for r in runs}
+    if len(batches) > 1:
+        warnings.append(
+            "batch_tokens changes across this round (declared): LR rescaled linearly for "
+            + ", ".join(r.name for r in runs if r.batch_rule)
+        )
+    return list(dict.fromkeys(warnings))

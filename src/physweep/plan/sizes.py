@@ -1,0 +1,25 @@
+"""Nominal -> effective sizes: the active preset's `sizes` rules (explicit map or scale)."""
+
+from __future__ import annotations
+
+from physweep.plan.errors import ConfigError
+
+
+def effective_size(preset: dict, knob: str, nominal: int, preset_file: str = "preset") -> int:
+    """Map a nominal size to the preset's effective one (explicit map or scale rule)."""
+    rule = preset["sizes"][knob]
+    if "map" in rule:
+        table = {int(k): int(v) for k, v in rule["map"].items()}
+        if int(nominal) not in table:
+            raise ConfigError(preset_file, f"sizes.{knob}.map", f"no effective value for nominal "
+                              f"{knob}={nominal}", ", ".join(map(str, sorted(table))))
+        return table[int(nominal)]
+    multiple = int(rule.get("multiple", 1))
+    return max(multiple, int(round(nominal * rule["scale"] / multiple)) * multiple)
+
+
+def effective_batch(preset: dict, nominal: int, preset_file: str = "preset") -> int:
+    """Effective batch_tokens: the preset's size rule, then whole samples per step."""
+    pps = int(preset["train"]["points_per_sample"])
+    batch = effective_size(preset, "batch_tokens", nominal, preset_file)
+    return max(pps, int(round(batch / pps)) * pps)

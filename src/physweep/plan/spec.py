@@ -1,0 +1,101 @@
+"""Planned run -> JSON-able template (Snakemake params) -> run spec (typed-config dicts).
+
+The template carries everything a job needs (nominal values, pending winner sources, the preset's
+size rules and fixed settings); ``build_spec`` resolves pending values from winner files and
+maps nominal sizes to effective ones. This is the one place where nominal becomes effective.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from physweep.plan import knobs as K
+from physweep.plan.config import WorkflowConfig
+from physweep.plan.errors import ConfigError
+from physweep.plan.round import Pending, PlannedRun, RoundPlan
+from physweep.plan.sizes import effective_batch, effective_size
+
+MODEL_KNOBS = ("model_dim", "depth", "latent_tokens", "window_size", "u_shape", "pos_encoding",
+               "norm", "channel_separated")
+CORRECTOR_KNOBS = ("cadence", "steps", "guidance")
+TRAIN_KNOBS = ("lr", "warmup", "ema", "inverse_encode", "inverse_decode", "projection_weight",
+               "max_horizon", "freeze_bottom_layers_on_expand", "sampler_temp")
+
+
+def template(wcfg: WorkflowConfig, plan: RoundPlan, run: PlannedRun) -> dict[str, Any]:
+    """Everything one run's jobs need, JSON-able, with pending values kept symbolic."""
+    comp = wcfg.config["compute"]
+    return {
+        "run": run.name,
+        "round": plan.round,
+        "block": run.block,
+        "blocks": list(run.blocks),
+        "seed": run.seed,
+        "is_baseline": run.is_baseline,
+        "nominal": {k: ({"pending": v.source} if isinstance(v, Pending) else v)
+                    for k, v in run.values.items()},
+        "batch_tokens": run.batch_tokens,
+        "batch_rule": run.batch_rule,
+        "ref_batch_tokens": int(comp["ref_batch_tokens"]),
+        "budget_steps": int(comp["budget_steps"]),
+        "preset_name": wcfg.preset_name,
+        "preset_file": str(wcfg.preset_file),
+        "preset": {k: wcfg.preset[k] for k in ("sizes", "model", "corrector", "train")},
+    }
+
+
+def winner_knobs(path: str | Path) -> dict[str, Any]:
+    """Knob values of the best run recorded in a round or block winner file."""
+    data = yaml.safe_load(Path(path).read_text())
+    return dict(data["best"]["knobs"])
+
+
+def resolve_nominal(tpl: dict[str, Any], winners: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for k, v in tpl["nominal"].items():
+        if isinstance(v, dict) and "pending" in v:
+            src = v["pending"]
+            if src not in winners:
+                raise ValueError(f"run {tpl['run']}: knob {k} needs the winner of {src}, "
+                                 f"which was not given (have {sorted(winners)})")
+            out[k] = winners[src][k]
+        else:
+            out[k] = v
+    return out
+
+
+def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = None
+               ) -> dict[str, Any]:
+    """Resolve a template into the run spec of docs/architecture.md."""
+    nominal = resolve_nominal(tpl, winners or {})
+    preset, pfile = tpl["preset"], tpl["preset_file"]
+    eff = {k: effective_size(preset, k, nominal[k], pfile) if k in K.SIZE_KNOBS else nominal[k]
+           for k in nominal}
+    batch = effective_batch(preset, tpl["batch_tokens"], pfile)
+    ref_batch = effective_batch(preset, tpl["ref_batch_tokens"], pfile)
+    budget_steps = effective_size(preset, "budget_steps", tpl["budget_steps"], pfile)
+    lr = float(nominal["lr"]) * batch / ref_batch  # playbook: scale LR linearly with batch_tokens
+
+    model = {k: eff[k] for k in MODEL_KNOBS}
+    model.update(preset["model"])
+    if model["model_dim"] % model["heads"]:
+        raise ConfigError(pfile, "model.heads", f"{model['heads']} heads do not divide "
+                          f"model_dim {model['model_dim']} (run {tpl['run']})",
+                          "a divisor of every effective model_dim")
+    corrector = {k: eff[k] for k in CORRECTOR_KNOBS}
+    corrector.update(preset["corrector"])
+    train = {k: eff[k] for k in TRAIN_KNOBS}
+    train["lr"] = lr
+    train.update(preset["train"])
+    train.update(batch_tokens=batch, budget_tokens=budget_steps * ref_batch, seed=tpl["seed"])
+    return {
+        "run": tpl["run"], "round": tpl["round"], "block": tpl["block"],
+        "preset": tpl["preset_name"], "seed": tpl["seed"],
+        "model": model, "corrector": corrector, "train": train,
+        "nominal": nominal,
+        "effective": {k: eff[k] for k in K.SIZE_KNOBS} | {"batch_tokens": batch, "lr": lr,
+                                                          "steps_total": budget_steps * ref_batch // batch},
+    }

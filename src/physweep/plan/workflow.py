@@ -1,0 +1,100 @@
+"""What the Snakemake rules ask of the plan: run lists, templates, winner inputs, constraints.
+
+Kept in the package (unit-tested) so `rules/common.smk` stays a list of thin input functions.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from physweep.plan.config import WorkflowConfig
+from physweep.plan.round import RoundPlan, plan_round
+from physweep.plan.spec import template, winner_knobs
+
+
+def round_winners_path(results: str, round_name: str) -> str:
+    return f"{results}/{round_name}/winners.yaml"
+
+
+def block_winner_path(results: str, round_name: str, block: str) -> str:
+    return f"{results}/{round_name}/blocks/{block}/winner.yaml"
+
+
+def source_path(results: str, round_name: str, source: str) -> str:
+    """Winner file of a pending source ("round:round_a" or "block:optimizer")."""
+    kind, _, name = source.partition(":")
+    if kind == "round":
+        return round_winners_path(results, name)
+    return block_winner_path(results, round_name, name)
+
+
+def known_winners(wcfg: WorkflowConfig, round_name: str, workdir: Path) -> dict[str, dict]:
+    """Winner values already on disk for the round's sources (for display only)."""
+    out = {}
+    rnd = wcfg.rounds[round_name]
+    results = Path(workdir) / wcfg.results_dir
+    for inh in rnd.get("inherit", []):
+        p = Path(round_winners_path(str(results), inh["round"]))
+        if p.exists():
+            out[f"round:{inh['round']}"] = winner_knobs(p)
+    for b in rnd["blocks"]:
+        p = Path(block_winner_path(str(results), round_name, b["name"]))
+        if p.exists():
+            out[f"block:{b['name']}"] = winner_knobs(p)
+    return out
+
+
+class Workflow:
+    """All rounds planned once at parse time; answers the rules' questions."""
+
+    def __init__(self, wcfg: WorkflowConfig):
+        self.wcfg = wcfg
+        self.results = wcfg.results_dir
+        self.plans: dict[str, RoundPlan] = {name: plan_round(wcfg, name) for name in wcfg.rounds}
+
+    @property
+    def rounds(self) -> list[str]:
+        return list(self.plans)
+
+    @property
+    def dataset(self) -> str:
+        return self.wcfg.preset["data"]["name"]
+
+    def run_names(self, round_name: str) -> list[str]:
+        return [r.name for r in self.plans[round_name].runs]
+
+    def baseline_runs(self, round_name: str) -> list[str]:
+        return list(self.plans[round_name].baseline)
+
+    def block_runs(self, round_name: str, block: str) -> list[str]:
+        return self.plans[round_name].runs_of_block(block)
+
+    def run_template(self, round_name: str, run: str) -> dict[str, Any]:
+        plan = self.plans[round_name]
+        return template(self.wcfg, plan, plan.run(run))
+
+    def winner_inputs(self, round_name: str, run: str) -> dict[str, str]:
+        """Winner files this run's values depend on, keyed by source."""
+        r = self.plans[round_name].run(run)
+        return {s: source_path(self.results, round_name, s) for s in r.pending_sources}
+
+    def round_dependencies(self, round_name: str) -> list[str]:
+        return [round_winners_path(self.results, r) for r in self.plans[round_name].inherits]
+
+    @cached_property
+    def run_regex(self) -> str:
+        """Wildcard constraint admitting only planned run names."""
+        names = sorted({r.name for p in self.plans.values() for r in p.runs}, key=len, reverse=True)
+        return "|".join(re.escape(n) for n in names)
+
+    @property
+    def round_regex(self) -> str:
+        return "|".join(re.escape(n) for n in self.plans)
+
+    @property
+    def block_regex(self) -> str:
+        names = sorted({b for p in self.plans.values() for b in p.blocks}, key=len, reverse=True)
+        return "|".join(re.escape(n) for n in names)

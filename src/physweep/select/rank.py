@@ -1,0 +1,130 @@
+"""Block winners, promotion to the full eval, and the round's final ranking.
+
+Physics gates are hard filters everywhere: a run failing a gate (or diverged) is never promoted
+and never wins. The round's objective orders the rest (lower is better).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from physweep.select.scores import objective_cost_label, objective_score, read_eval
+
+
+def _eligible(decision: dict[str, Any], summary: dict[str, Any], is_replicate: bool) -> bool:
+    return (decision.get("continue", False) and not is_replicate and summary["gates_pass"]
+            and not summary["diverged"])
+
+
+def _order(items: list[tuple[str, float]]) -> list[str]:
+    finite = [(n, s) for n, s in items if math.isfinite(s)]
+    return [n for n, _ in sorted(finite, key=lambda t: (t[1], t[0]))]
+
+
+def block_winner(runs: dict[str, dict[str, Any]], objective: str) -> dict[str, Any]:
+    """Best run of a block. ``runs[name] = {"eval": path, "decision": dict, "knobs": dict,
+    "replicate": bool}``. Falls back to the best non-diverged run, then to the first run."""
+    summaries = {n: read_eval(r["eval"]) for n, r in runs.items()}
+    scores = {n: objective_score(summaries[n], objective) for n in runs}
+    eligible = [(n, scores[n]) for n, r in runs.items()
+                if _eligible(r["decision"], summaries[n], r.get("replicate", False))]
+    order = _order(eligible)
+    reason = "best eligible run (trained to the end, gates pass)"
+    if not order:
+        order = _order([(n, s) for n, s in scores.items() if not summaries[n]["diverged"]])
+        reason = "no eligible run: best non-diverged run"
+    best = order[0] if order else next(iter(runs))
+    return {"best": {"run": best, "score": scores[best], "knobs": runs[best]["knobs"]},
+            "objective": objective, "reason": reason,
+            "scores": {n: (None if not math.isfinite(s) else s) for n, s in scores.items()}}
+
+
+def promote(runs: dict[str, dict[str, Any]], objective: str, k: int) -> dict[str, Any]:
+    """Top-k eligible runs by small-eval objective go to the full eval."""
+    summaries = {n: read_eval(r["eval"]) for n, r in runs.items()}
+    scores = [(n, objective_score(summaries[n], objective)) for n, r in runs.items()
+              if _eligible(r["decision"], summaries[n], r.get("replicate", False))]
+    promoted = _order(scores)[:k]
+    return {"objective": objective, "k": k, "promoted": promoted,
+            "eligible": [n for n, _ in scores]}
+
+
+def rank(runs: dict[str, dict[str, Any]], full_evals: dict[str, Path], objective: str,
+         round_name: str, swept: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Final ranking table and winners. Promoted runs are ranked first by their full-eval
+    objective; the others follow by small-eval objective. Gate failures and divergences are
+    unranked. ``runs[name]`` as in block_winner plus "block", "seed", "train_steps",
+    "compute_fraction"."""
+    rows = []
+    for name, r in runs.items():
+        full = name in full_evals
+        summary = read_eval(full_evals[name] if full else r["eval"])
+        decision = r["decision"]["decision"]
+        status = {"stop": "early_stopped", "diverged": "diverged"}.get(decision, "ok")
+        if summary["diverged"]:
+            status = "diverged"
+        row = {
+            "run": name, "block": r["block"], "seed": r["seed"], "status": status,
+            "promoted": full, "winner": False, "rank": pd.NA, "objective": objective,
+            "score": objective_score(summary, objective),
+            **{f"knob.{k}": r["knobs"].get(k) for k in swept},
+            **{m: summary.get(m, math.nan) for m in ("nrmse", "nrmse_long", "nrmse_ood", "ece",
+                                                     "crps", "spread_skill", "s_per_step",
+                                                     "j_per_step")},
+            "gates_pass": summary["gates_pass"],
+            **{k: v for k, v in summary.items() if k.startswith("gate.")},
+            "train_steps": r.get("train_steps", pd.NA),
+            "compute_fraction": r.get("compute_fraction", math.nan),
+            "eval_suite": "full" if full else "small",
+        }
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    rankable = df[(df["status"] != "diverged") & df["gates_pass"] & df["score"].map(math.isfinite)]
+    order = sorted(rankable.index, key=lambda i: (not df.at[i, "promoted"], df.at[i, "score"],
+                                                   df.at[i, "run"]))
+    for pos, i in enumerate(order, start=1):
+        df.at[i, "rank"] = pos
+    df["rank"] = df["rank"].astype("Int64")
+    if order and df.at[order[0], "promoted"]:
+        best, reason = df.at[order[0], "run"], "best promoted run by full-eval objective"
+    elif order:
+        best, reason = df.at[order[0], "run"], "no promoted run passed: best small-eval run"
+    else:
+        best = next((n for n, r in runs.items() if r.get("is_baseline")), df.at[0, "run"])
+        reason = "no run passed the physics gates: the baseline is carried forward"
+    df.loc[df["run"] == best, "winner"] = True
+    df = df.sort_values(["rank", "run"], na_position="last").reset_index(drop=True)
+    cost_label = objective_cost_label([read_eval(r["eval"]) for r in runs.values()])
+    winners = {
+        "round": round_name, "objective": objective, "winners": [best], "reason": reason,
+        "best": {"run": best, "knobs": runs[best]["knobs"]},
+        "fixed_for_next": runs[best]["knobs"],
+        "cost_unit": cost_label if objective == "nrmse_per_joule" else None,
+    }
+    return df, winners
+
+
+def run_records(names: list[str], evals: list[str], decisions: list[str], logs: list[str],
+                meta: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Assemble rank()'s per-run records from the round's files. Knob values are the resolved
+    nominal values stored in each run's training log (winners of earlier rounds included)."""
+    import json
+
+    import xarray as xr
+
+    out = {}
+    for name, ev, dec, log in zip(names, evals, decisions, logs, strict=True):
+        with xr.open_dataset(log) as ds:
+            spec = json.loads(ds.attrs["run_spec"])
+            steps = int(ds["step"].values[-1]) if ds.sizes.get("step", 0) else 0
+            total = int(ds.attrs.get("steps_total", 0)) or 1
+        out[name] = {
+            "eval": Path(ev), "decision": json.loads(Path(dec).read_text()),
+            "knobs": spec["nominal"], "train_steps": steps, "compute_fraction": steps / total,
+            **meta[name],
+        }
+    return out

@@ -1,0 +1,164 @@
+"""A battery of bad configs: each is refused at load/plan time, before any job runs, with its
+own message naming the file, the key and what is allowed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from physweep.plan.config import load_workflow_config
+from physweep.plan.errors import ConfigError, ConfigErrors
+from physweep.plan.workflow import Workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tree(tmp_path: Path) -> Path:
+    for sub in ("rounds", "presets"):
+        shutil.copytree(ROOT / "config" / sub, tmp_path / "config" / sub)
+    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    return tmp_path
+
+
+def _edit(path: Path, fn) -> None:
+    data = yaml.safe_load(path.read_text())
+    fn(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _load(root: Path):
+    cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    return Workflow(load_workflow_config(cfg, root, str(root / "config" / "config.yaml")))
+
+
+def _round(root, name="round_a"):
+    return root / "config" / "rounds" / f"{name}.yaml"
+
+
+def unknown_knob(root):
+    _edit(_round(root), lambda d: d["blocks"][0]["knobs"].update(learning_rate=[1e-3]))
+
+
+def wrong_type(root):
+    _edit(_round(root), lambda d: d["blocks"][0]["knobs"].update(lr=["fast", 3e-4]))
+
+
+def out_of_range(root):
+    _edit(_round(root), lambda d: d.update(fixed={"ema": 1.5}))
+
+
+def empty_design(root):
+    _edit(_round(root), lambda d: d["blocks"][0].update(knobs={}))
+
+
+def unbalanced_fraction(root):
+    _edit(_round(root, "round_c"),
+          lambda d: d["blocks"][0].update(design={"type": "fractional", "runs": 7}))
+
+
+def two_toggles(root):
+    _edit(_round(root), lambda d: d["blocks"][1]["knobs"].update(u_shape=[True, False]) or
+          d["blocks"][1]["knobs"].update(norm=["layernorm", "rmsnorm"]))
+
+
+def depth_and_model_dim(root):
+    _edit(_round(root, "round_c"),
+          lambda d: d["blocks"][1]["knobs"].update(depth=[20, 24, 28]) or
+          d["blocks"][1].update(design={"type": "lhs", "runs": 3}))
+
+
+def batch_without_lr_rule(root):
+    _edit(_round(root, "round_c"), lambda d: d["blocks"][1]["compute"].pop("lr_scaling"))
+
+
+def missing_round(root):
+    _edit(_round(root, "round_b"), lambda d: d["inherit"][0].update(round="round_z"))
+
+
+def duplicate_round(root):
+    shutil.copy(_round(root), root / "config" / "rounds" / "round_a_copy.yaml")
+
+
+def fixes_and_sweeps(root):
+    _edit(_round(root), lambda d: d["blocks"][0].update(fixed={"lr": 3e-4}))
+
+
+def top_level_typo(root):
+    _edit(root / "config" / "config.yaml", lambda d: d.update(early_stp=d["early_stop"]))
+
+
+def horizon_undeclared(root):
+    _edit(_round(root, "round_d"), lambda d: d.pop("declares"))
+
+
+def preset_missing_size(root):
+    _edit(_round(root, "round_c"), lambda d: d["blocks"][0]["knobs"].update(model_dim=[320, 500]))
+
+
+def bad_objective(root):
+    _edit(_round(root), lambda d: d.update(objective="accuracy"))
+
+
+def later_block_reference(root):
+    _edit(_round(root), lambda d: d["blocks"][1]["fixed_from_block"].update(block="cadence"))
+
+
+def unknown_preset(root):
+    _edit(root / "config" / "config.yaml", lambda d: d.update(preset="huge"))
+
+
+BATTERY = [
+    # (mutation, file that must be named, key that must be named, what must be said)
+    (unknown_knob, "round_a.yaml", "blocks[0].knobs.learning_rate", "unknown knob"),
+    (wrong_type, "round_a.yaml", "blocks[0].knobs.lr[0]", "wrong type"),
+    (out_of_range, "round_a.yaml", "fixed.ema", "out of range"),
+    (empty_design, "round_a.yaml", "blocks[0].knobs", "empty"),
+    (unbalanced_fraction, "round_c.yaml", "blocks[0].design.runs", "balanced fraction of 7"),
+    (two_toggles, "round_a.yaml", "blocks", "architectural toggles"),
+    (depth_and_model_dim, "round_c.yaml", "blocks", "depth and model_dim"),
+    (batch_without_lr_rule, "round_c.yaml", "blocks[1].compute", "without the LR rule"),
+    (missing_round, "round_b.yaml", "inherit[0].round", "unknown round 'round_z'"),
+    (duplicate_round, "round_a", "name", "duplicate round name"),
+    (fixes_and_sweeps, "round_a.yaml", "blocks[0]", "fixes knob(s) ['lr'] that it also sweeps"),
+    (top_level_typo, "config.yaml", "early_stp", "unknown key"),
+    (horizon_undeclared, "round_d.yaml", "declares", "horizon"),
+    (preset_missing_size, "demo.yaml", "sizes.model_dim.map", "no effective value"),
+    (bad_objective, "round_a.yaml", "objective", "not allowed"),
+    (later_block_reference, "round_a.yaml", "blocks[1].fixed_from_block.block", "earlier block"),
+    (unknown_preset, "config.yaml", "preset", "no preset file"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "file", "key", "says"), BATTERY,
+                         ids=[b[0].__name__ for b in BATTERY])
+def test_bad_config_is_refused(tmp_path, mutate, file, key, says):
+    root = _tree(tmp_path)
+    mutate(root)
+    with pytest.raises((ConfigError, ConfigErrors)) as exc:
+        _load(root)
+    msg = str(exc.value)
+    assert file in msg, msg
+    assert f"'{key}" in msg, msg
+    assert says in msg, msg
+    if not isinstance(exc.value, ConfigErrors) and exc.value.allowed is None:
+        pytest.fail(f"no 'allowed' part in: {msg}")
+
+
+def test_battery_messages_are_distinct(tmp_path):
+    messages = set()
+    for i, (mutate, *_rest) in enumerate(BATTERY):
+        root = _tree(tmp_path / str(i))
+        mutate(root)
+        with pytest.raises((ConfigError, ConfigErrors)) as exc:
+            _load(root)
+        messages.add(str(exc.value))
+    assert len(messages) == len(BATTERY)
+
+
+def test_repository_config_is_valid():
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    wf = Workflow(load_workflow_config(cfg, ROOT))
+    assert wf.rounds == ["round_a", "round_b", "round_c", "round_d"]

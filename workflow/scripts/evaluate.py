@@ -1,0 +1,20 @@
+"""Evaluate one checkpoint with the small or full suite."""
+
+from pathlib import Path
+
+from physweep.configs import from_dict
+from physweep.evaluate.suite import EvalSuite, evaluate_checkpoint
+from physweep.jobs import start_job
+
+log = start_job(snakemake.log[0], snakemake.threads)
+suite = from_dict(
+    EvalSuite,
+    dict(snakemake.params.suite, name=snakemake.params.suite_name,
+         thresholds=dict(snakemake.params.thresholds)),
+    where=f"preset eval.{snakemake.params.suite_name}",
+)
+summary = evaluate_checkpoint(
+    Path(snakemake.input.checkpoint), Path(snakemake.input.test).parent, suite,
+    Path(snakemake.output[0]), threads=snakemake.threads,
+)
+log.info("summary: %s", summary)
