@@ -1,0 +1,246 @@
+"""Round-report figures, rendered with matplotlib's Agg canvas (no pyplot, no display).
+
+Every function returns PNG bytes and always produces a figure (with a short note in place of
+missing data), so the set of figure files is fixed -- Snakemake can declare them as outputs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "FIGURE_NAMES",
+    "error_vs_lead_figure",
+    "gate_matrix_figure",
+    "learning_curves_figure",
+    "pareto_front",
+    "pareto_figure",
+]
+
+#: figure key -> (file name, caption title)
+FIGURE_NAMES = {
+    "learning_curves": "learning_curves.png",
+    "error_vs_lead": "error_vs_lead.png",
+    "pareto": "pareto.png",
+    "gate_matrix": "gate_matrix.png",
+}
+
+_DPI = 90
+
+
+def _new(figsize=(8.0, 4.5), ncols=1) -> tuple[Figure, list]:
+    fig = Figure(figsize=figsize, dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _note(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _finite(a) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    return a[np.isfinite(a)]
+
+
+def learning_curves_figure(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    probe_steps: Sequence[float] = (),
+    baseline_runs: Sequence[str] = (),
+    highlight: Sequence[str] = (),
+    diverged: Mapping[str, float] | None = None,
+) -> bytes:
+    """Training loss vs step per run; baseline mean ± σ band; probe point(s) as vertical lines.
+
+    ``curves[run] = (step, loss)``. ``diverged[run] = step`` marks a divergence with an x.
+    """
+    fig, (ax,) = _new((8.5, 4.8))
+    diverged = dict(diverged or {})
+    usable = {r: (np.asarray(s, float), np.asarray(v, float)) for r, (s, v) in curves.items()}
+    usable = {r: sv for r, sv in usable.items() if np.isfinite(sv[1]).any()}
+    if not usable:
+        _note(ax, "no training loss logged")
+        return _png(fig)
+    all_pos = all((_finite(v) > 0).all() for _, v in usable.values())
+    base = [r for r in baseline_runs if r in usable]
+    if len(base) >= 1:
+        lo = max(usable[r][0].min() for r in base)
+        hi = min(usable[r][0].max() for r in base)
+        if hi > lo:
+            grid = np.linspace(lo, hi, 200)
+            ys = np.stack([np.interp(grid, *usable[r]) for r in base])
+            mean = np.nanmean(ys, axis=0)
+            std = np.nanstd(ys, axis=0, ddof=1) if len(base) > 1 else np.zeros_like(mean)
+            lower = mean - std
+            if all_pos:
+                lower = np.maximum(lower, mean * 1e-3)
+            ax.fill_between(grid, lower, mean + std, color="0.6", alpha=0.35,
+                            label=f"baseline mean ± σ ({len(base)} seeds)", zorder=1)
+            ax.plot(grid, mean, color="0.25", lw=1.5, ls="--", zorder=2)
+    many = len(usable) > 12
+    for k, (run, (step, loss)) in enumerate(sorted(usable.items())):
+        emph = run in highlight
+        label = run if (emph or not many) else None
+        lw = 2.2 if emph else 1.0
+        alpha = 1.0 if emph or not many else 0.55
+        color = "0.45" if run in base else f"C{k % 10}"
+        ax.plot(step, loss, lw=lw, alpha=alpha, color=color, label=label, zorder=3 if emph else 2)
+        if run in diverged and np.isfinite(loss).any():
+            idx = np.flatnonzero(np.isfinite(loss))[-1]
+            ax.plot(step[idx], loss[idx], "x", color="red", ms=9, mew=2, zorder=4)
+    for i, ps in enumerate(sorted(set(float(p) for p in probe_steps if math.isfinite(p)))):
+        ax.axvline(ps, color="k", ls=":", lw=1.2, label="probe point" if i == 0 else None)
+    if all_pos:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    title = "Learning curves"
+    if diverged:
+        title += " (x = last finite loss of a diverged run)"
+    if many:
+        title += f" — {len(usable)} runs, winners labelled"
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncols=2 if len(ax.get_legend_handles_labels()[0]) > 8 else 1)
+    return _png(fig)
+
+
+def error_vs_lead_figure(
+    series: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+    *,
+    highlight: Sequence[str] = (),
+    metric: str = "nRMSE",
+) -> bytes:
+    """Mean error vs lead time, one panel per split: ``series[split][run] = (lead, error)``."""
+    splits = [s for s in ("test", "ood") if s in series] or ["test", "ood"]
+    fig, axes = _new((10.0, 4.3), ncols=len(splits))
+    runs = sorted({r for s in series.values() for r in s})
+    many = len(runs) > 12
+    colors = {r: f"C{k % 10}" for k, r in enumerate(runs)}
+    for ax, split in zip(axes, splits, strict=True):
+        data = series.get(split, {})
+        if not data:
+            _note(ax, f"no {split} trajectories evaluated")
+            ax.set_title(split)
+            continue
+        pos = True
+        for run, (lead, err) in sorted(data.items()):
+            err = np.asarray(err, float)
+            emph = run in highlight
+            ax.plot(lead, err, marker="." if len(err) < 30 else None, color=colors[run],
+                    lw=2.2 if emph else 1.0, alpha=1.0 if emph or not many else 0.5,
+                    label=run if emph or not many else None)
+            pos = pos and bool((_finite(err) > 0).all()) and _finite(err).size > 0
+        if pos:
+            ax.set_yscale("log")
+        ax.set_xlabel("lead time (steps)")
+        ax.set_ylabel(f"{metric} (mean over trajectories)")
+        ax.set_title(f"{split} split")
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
+    """Indices of the non-dominated points (minimise both), sorted by x; non-finite ignored."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    idx = [i for i in np.argsort(x, kind="stable") if np.isfinite(x[i]) and np.isfinite(y[i])]
+    front, best = [], math.inf
+    for i in idx:
+        if y[i] < best:
+            front.append(int(i))
+            best = y[i]
+    return front
+
+
+def pareto_figure(
+    runs: Sequence[str],
+    cost: Sequence[float],
+    error: Sequence[float],
+    *,
+    cost_label: str,
+    highlight: Sequence[str] = (),
+    note: str = "",
+) -> bytes:
+    """Error vs cost scatter with the Pareto front (lower-left is better)."""
+    fig, (ax,) = _new((7.5, 4.8))
+    cost = np.asarray(cost, float)
+    error = np.asarray(error, float)
+    ok = np.isfinite(cost) & np.isfinite(error)
+    if not ok.any():
+        _note(ax, "no run has both an error and a cost measured")
+        return _png(fig)
+    ax.scatter(cost[ok], error[ok], color="C0", s=28, zorder=2, label="run")
+    front = pareto_front(cost, error)
+    ax.step(cost[front], error[front], where="post", color="C3", lw=1.5, zorder=1,
+            label="Pareto front")
+    for i in np.flatnonzero(ok):
+        emph = runs[i] in highlight
+        if emph or i in front or ok.sum() <= 12:
+            ax.annotate(("★ " if emph else "") + runs[i], (cost[i], error[i]), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points",
+                        weight="bold" if emph else "normal")
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel("nRMSE (small eval, test)")
+    title = "Accuracy vs cost"
+    if note:
+        title += f"\n{note}"
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def gate_matrix_figure(
+    runs: Sequence[str],
+    gates: Sequence[str],
+    passed: np.ndarray,
+    values: np.ndarray | None = None,
+) -> bytes:
+    """Runs × gates matrix: green pass, red fail, grey not measured (values printed in cells).
+
+    ``passed``: float array (runs, gates) with 1 = pass, 0 = fail, NaN = not measured.
+    """
+    height = max(2.5, 0.28 * len(runs) + 1.5)
+    width = max(5.0, 1.2 * len(gates) + 3.0)
+    fig, (ax,) = _new((min(width, 14.0), min(height, 20.0)))
+    if not runs or not gates:
+        _note(ax, "no physics gates in this round" if runs else "no runs")
+        return _png(fig)
+    passed = np.asarray(passed, float)
+    rgb = np.empty(passed.shape + (3,))
+    rgb[:] = (0.80, 0.80, 0.80)
+    rgb[passed == 1] = (0.55, 0.80, 0.55)
+    rgb[passed == 0] = (0.90, 0.45, 0.42)
+    ax.imshow(rgb, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(gates)), gates, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(runs)), runs, fontsize=7)
+    if len(runs) * len(gates) <= 400:
+        for i in range(len(runs)):
+            for j in range(len(gates)):
+                v = values[i, j] if values is not None else math.nan
+                p = passed[i, j]
+                txt = "n/m" if not np.isfinite(p) else ("pass" if p == 1 else "FAIL")
+                if values is not None and np.isfinite(v):
+                    txt = f"{v:.3g}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=6.5)
+    ax.set_title("Physics gates (green pass, red fail, grey not measured)", fontsize=10)
+    return _png(fig)

@@ -1,0 +1,156 @@
+"""Minimal, dependency-free HTML building for self-contained reports.
+
+Everything is inline (CSS, a few lines of JS, figures as base64 PNG data URIs), so a report opens
+from disk with no network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+NOT_MEASURED = "not measured"
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto;
+       max-width: 1400px; padding: 0 1em; color: #222; line-height: 1.4; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em;
+       margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
+th { background: #f2f2f2; position: sticky; top: 0; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th:hover { background: #e4e4e4; }
+th.asc::after { content: " \\25B2"; } th.desc::after { content: " \\25BC"; }
+td.text, th.text { text-align: left; }
+tr.winner td { background: #fff4c2; font-weight: 600; }
+tr.promoted td:first-child { border-left: 4px solid #3b7dd8; }
+tr.diverged td, tr.failed td { color: #a00; }
+td.nm { color: #999; font-style: italic; }
+td.pass { background: #dff0d8; } td.fail { background: #f6d3d0; }
+.scroll { overflow-x: auto; max-height: 80vh; }
+.warn { background: #fff3cd; border: 1px solid #e0c36c; padding: 0.5em 1em; }
+.muted { color: #666; font-size: 90%; }
+figure { margin: 1em 0; } figcaption { color: #444; font-size: 90%; max-width: 900px; }
+img { max-width: 100%; border: 1px solid #eee; }
+code, pre { background: #f6f6f6; padding: 1px 4px; font-size: 12px; }
+pre { padding: 0.6em; overflow-x: auto; }
+ul.summary li { margin: 0.2em 0; }
+"""
+
+# Click a header to sort; numbers (data-v) numerically, text otherwise, "not measured" last.
+SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var asc = !th.classList.contains('asc');
+      table.querySelectorAll('th').forEach(function (h) { h.classList.remove('asc', 'desc'); });
+      th.classList.add(asc ? 'asc' : 'desc');
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var cell = row.cells[col];
+        if (!cell) { return null; }
+        var v = cell.getAttribute('data-v');
+        if (v === null || v === '') { return null; }
+        var n = Number(v);
+        return isNaN(n) ? v.toLowerCase() : n;
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === null && y === null) { return 0; }
+        if (x === null) { return 1; }
+        if (y === null) { return -1; }
+        if (typeof x !== typeof y) { x = String(x); y = String(y); }
+        var c = x < y ? -1 : (x > y ? 1 : 0);
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    try:
+        import numpy as np
+
+        if isinstance(value, np.floating) and np.isnan(value):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(value, str) and value.strip().lower() in ("", "nan")
+
+
+def fmt(value: Any, missing: str = NOT_MEASURED) -> str:
+    """Readable cell text: 4 significant digits for floats, ``missing`` for NaN/None."""
+    if is_missing(value):
+        return missing
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        v = float(value)
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.4g}"
+    return str(value)
+
+
+def cell(value: Any, *, text: str | None = None, cls: str = "", sort_value: Any = None) -> str:
+    """A ``<td>`` with a ``data-v`` sort key (empty for missing values)."""
+    missing = is_missing(value) if text is None else False
+    shown = fmt(value) if text is None else text
+    key = value if sort_value is None else sort_value
+    if isinstance(key, bool):
+        key = int(key)
+    key_s = "" if is_missing(key) else str(key)
+    classes = [c for c in (cls, "nm" if missing else "") if c]
+    if isinstance(value, str) and not classes:
+        classes.append("text")
+    cls_attr = f' class="{" ".join(classes)}"' if classes else ""
+    return f'<td data-v="{esc(key_s)}"{cls_attr}>{esc(shown)}</td>'
+
+
+def table(headers: Sequence[str], rows: Iterable[str], *, sortable: bool = False,
+          table_id: str = "", row_html: bool = True) -> str:
+    """Table from header strings and pre-rendered ``<tr>`` rows."""
+    cls = ' class="sortable"' if sortable else ""
+    tid = f' id="{esc(table_id)}"' if table_id else ""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "\n".join(rows)
+    return (f'<div class="scroll"><table{tid}{cls}><thead><tr>{head}</tr></thead>'
+            f"<tbody>\n{body}\n</tbody></table></div>")
+
+
+def simple_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    trs = ["<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows]
+    return table(headers, trs)
+
+
+def img_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure(png: bytes, caption: str, alt: str) -> str:
+    return (f'<figure><img src="{img_data_uri(png)}" alt="{esc(alt)}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
+        f"<script>{SORT_JS}</script>\n</body></html>\n"
+    )

@@ -1,0 +1,576 @@
+"""Self-contained HTML report of one sweep round (see docs/architecture.md for the inputs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from physweep import __version__
+from physweep.io import atomic_path, code_version, write_text
+from physweep.report import figures as F
+from physweep.report.html import (
+    NOT_MEASURED,
+    cell,
+    esc,
+    figure,
+    fmt,
+    is_missing,
+    page,
+    simple_table,
+    table,
+)
+
+__all__ = ["DEFAULT_RERUN_HINT", "build_round_report", "load_ranking"]
+
+DEFAULT_RERUN_HINT = (
+    "snakemake --cores 2 results/{round}/runs/{run}/small_eval.nc --forcerun train_probe"
+)
+
+METRICS = ["nrmse", "nrmse_long", "nrmse_ood", "ece", "crps", "spread_skill",
+           "s_per_step", "j_per_step"]
+METRIC_LABELS = {"nrmse": "nRMSE", "nrmse_long": "nRMSE long", "nrmse_ood": "nRMSE OOD",
+                 "ece": "ECE", "crps": "CRPS", "spread_skill": "spread/skill",
+                 "s_per_step": "s/step", "j_per_step": "J/step"}
+BOOL_COLUMNS = ("promoted", "winner", "gates_pass")
+DECISION_FIELDS = ("decision", "improvement", "sigma", "sigma_factor", "sigma_method",
+                   "baseline_mean", "run_score", "probe_fraction", "saved_fraction")
+
+
+# ----------------------------------------------------------------------------- reading inputs
+
+
+def _to_bool(v: Any) -> bool | None:
+    if is_missing(v):
+        return None
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, int | float | np.integer | np.floating):
+        return bool(v)
+    s = str(v).strip().lower()
+    if s in ("true", "yes", "1", "pass", "ok"):
+        return True
+    if s in ("false", "no", "0", "fail"):
+        return False
+    return None
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def load_ranking(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read the ranking CSV; bool columns become True/False/None, ``run`` a string."""
+    df = pd.read_csv(path, dtype={"run": str})
+    for col in df.columns:
+        if col in BOOL_COLUMNS or (col.startswith("gate.") and col.endswith(".pass")):
+            df[col] = pd.Series([_to_bool(v) for v in df[col]], index=df.index, dtype=object)
+    for col in METRICS + ["score", "compute_fraction", "train_steps", "rank"]:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def _gate_names(df: pd.DataFrame) -> list[str]:
+    names: list[str] = []
+    for col in df.columns:
+        if not col.startswith("gate."):
+            continue
+        name = col[5:-5] if col.endswith(".pass") else col[5:]
+        if name not in names:
+            names.append(name)
+    return names
+
+
+class _Inputs:
+    """Everything read from disk, plus the problems met while reading (shown in the report)."""
+
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def json(self, path: Path | None, what: str) -> Any:
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, TypeError, ValueError) as exc:
+            self.problems.append(f"{what}: cannot read {path}: {exc}")
+            return None
+
+    def yaml(self, path: Path | None, what: str) -> Any:
+        try:
+            return yaml.safe_load(Path(path).read_text())
+        except (OSError, TypeError, yaml.YAMLError) as exc:
+            self.problems.append(f"{what}: cannot read {path}: {exc}")
+            return None
+
+    def netcdf(self, path: Path, what: str):
+        import xarray as xr
+
+        try:
+            with xr.open_dataset(path) as ds:
+                return ds.load()
+        except Exception as exc:  # noqa: BLE001 - a broken file must not stop the report
+            self.problems.append(f"{what}: cannot read {path}: {type(exc).__name__}: {exc}")
+            return None
+
+
+# ----------------------------------------------------------------------------- figure data
+
+
+def _values(ds, name: str) -> np.ndarray | None:
+    if ds is None or name not in ds.variables:
+        return None
+    try:
+        return np.asarray(ds[name].values, dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+def _steps(ds, n: int) -> np.ndarray:
+    if "step" in ds.variables and ds["step"].size == n:
+        try:
+            return np.asarray(ds["step"].values, dtype=float)
+        except (TypeError, ValueError):
+            pass
+    return np.arange(n, dtype=float)
+
+
+def _total_steps(run: str, log, row: Mapping[str, Any] | None) -> float:
+    if log is not None:
+        total = _num(log.attrs.get("steps_total"))
+        if math.isfinite(total) and total > 0:
+            return total
+    if row is not None:
+        steps, frac = _num(row.get("train_steps")), _num(row.get("compute_fraction"))
+        if math.isfinite(steps) and math.isfinite(frac) and frac > 0:
+            return steps / frac
+    return math.nan
+
+
+def _lead_series(evals: Mapping[str, Any], var: str = "nrmse"):
+    series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for run, ds in evals.items():
+        err = _values(ds, var)
+        if err is None:
+            continue
+        da = ds[var]
+        if "lead" not in da.dims:
+            continue
+        da = da.transpose(..., "lead")
+        err = np.asarray(da.values, float).reshape(-1, da.sizes["lead"])
+        lead = (np.asarray(ds["lead"].values, float) if "lead" in ds.coords
+                else np.arange(da.sizes["lead"], dtype=float))
+        if "traj" in da.dims and "split" in ds.variables and ds["split"].dims == ("traj",):
+            splits = np.asarray([str(s) for s in ds["split"].values])
+        else:
+            splits = np.full(err.shape[0], "test")
+        for split in np.unique(splits):
+            rows = err[splits == split]
+            if rows.size:
+                series.setdefault(str(split), {})[run] = (lead, rows.mean(axis=0))
+    return series
+
+
+# ----------------------------------------------------------------------------- HTML pieces
+
+
+def _ranking_rows(df: pd.DataFrame, knobs: list[str], gates: list[str], extra: list[str],
+                  decisions: Mapping[str, Any], show_objective: bool) -> tuple[list, list]:
+    headers = ["rank", "run", "block", "seed", "status", "decision", "promoted", "winner"]
+    headers += [k[5:] for k in knobs]
+    headers += (["objective"] if show_objective else []) + ["score"]
+    headers += [METRIC_LABELS[m] for m in METRICS]
+    headers += ["gates pass"] + [f"gate {g}" for g in gates]
+    headers += ["train steps", "compute %", "eval suite"] + extra
+    rows = []
+    for _, r in df.iterrows():
+        run = str(r.get("run"))
+        status = str(r.get("status", "")) if not is_missing(r.get("status")) else "unknown"
+        dec = (decisions.get(run) or {}).get("decision")
+        cls = [status]
+        if r.get("winner") is True:
+            cls.append("winner")
+        if r.get("promoted") is True:
+            cls.append("promoted")
+        rank = _num(r.get("rank"))
+        cells = [
+            cell(rank if math.isfinite(rank) else None,
+                 text=str(int(rank)) if math.isfinite(rank) else "unranked"),
+            cell(run, text=("★ " if r.get("winner") is True else "")
+                 + ("▲ " if r.get("promoted") is True else "") + run, sort_value=run,
+                 cls="text"),
+            cell(r.get("block", ""), text=fmt(r.get("block"), "—"), cls="text"),
+            cell(r.get("seed"), text=fmt(r.get("seed"), "—")),
+            cell(status, cls="text"),
+            cell(dec or "", text=dec or "—", cls="text"),
+            cell(r.get("promoted"), text=fmt(r.get("promoted"), "—")),
+            cell(r.get("winner"), text=fmt(r.get("winner"), "—")),
+        ]
+        cells += [cell(r.get(k), text=fmt(r.get(k), "—")) for k in knobs]
+        if show_objective:
+            cells.append(cell(r.get("objective"), text=fmt(r.get("objective"), "—"), cls="text"))
+        cells.append(cell(_num(r.get("score"))))
+        cells += [cell(_num(r.get(m))) for m in METRICS]
+        gp = r.get("gates_pass")
+        cells.append(cell(gp, text=fmt(gp), cls={True: "pass", False: "fail"}.get(gp, "nm")))
+        for g in gates:
+            val = _num(r.get(f"gate.{g}"))
+            ok = r.get(f"gate.{g}.pass")
+            if not math.isfinite(val) and ok is None:
+                cells.append(cell(None))
+                continue
+            text = fmt(val, "") + (" ✓" if ok is True else " ✗ fail" if ok is False else "")
+            cells.append(cell(val if math.isfinite(val) else None, text=text.strip(),
+                              cls={True: "pass", False: "fail"}.get(ok, "")))
+        steps = _num(r.get("train_steps"))
+        cells.append(cell(steps, text=fmt(int(steps)) if math.isfinite(steps) else NOT_MEASURED))
+        frac = _num(r.get("compute_fraction"))
+        cells.append(cell(frac, text=f"{100 * frac:.0f}%" if math.isfinite(frac)
+                          else NOT_MEASURED))
+        cells.append(cell(r.get("eval_suite"), text=fmt(r.get("eval_suite"), "—"), cls="text"))
+        cells += [cell(r.get(c)) for c in extra]
+        rows.append(f'<tr class="{" ".join(cls)}">' + "".join(cells) + "</tr>")
+    return headers, rows
+
+
+def _li(items: list[str]) -> str:
+    return "<ul class=\"summary\">" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _runs_list(runs: list[str]) -> str:
+    return ", ".join(f"<code>{esc(r)}</code>" for r in runs) if runs else "none"
+
+
+def _compact(d: Any) -> str:
+    if not isinstance(d, Mapping) or not d:
+        return "—"
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+def _provenance(logs: Mapping[str, Any], evals: Mapping[str, Any], plan: Any) -> str:
+    keys = ("code_version", "physweep_version", "energy_source", "hardware")
+    seen: dict[str, dict[str, int]] = {k: {} for k in keys}
+    packages: dict[str, dict[str, int]] = {}
+    for ds in list(logs.values()) + list(evals.values()):
+        if ds is None:
+            continue
+        for k in keys:
+            if k in ds.attrs:
+                v = str(ds.attrs[k])
+                seen[k][v] = seen[k].get(v, 0) + 1
+        raw = ds.attrs.get("packages")
+        if raw:
+            try:
+                pk = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            except (ValueError, TypeError):
+                pk = {"packages": str(raw)}
+            for name, ver in pk.items():
+                packages.setdefault(name, {})
+                packages[name][str(ver)] = packages[name].get(str(ver), 0) + 1
+    rows = []
+    if isinstance(plan, Mapping):
+        rows.append(("preset", plan.get("preset", "—"), "plan"))
+    for k in keys:
+        for v, n in seen[k].items():
+            rows.append((k, v, f"{n} file(s)"))
+    for name in sorted(packages):
+        for v, n in packages[name].items():
+            rows.append((f"package {name}", v, f"{n} file(s)"))
+    rows.append(("report built by physweep", f"{__version__} ({code_version()})", "this page"))
+    out = simple_table(["item", "value", "source"], rows)
+    multi = [k for k in keys if len(seen[k]) > 1]
+    multi += [f"package {n}" for n, vs in packages.items() if len(vs) > 1]
+    if multi:
+        out = (f'<p class="warn">Runs in this round were produced by different versions of: '
+               f"{esc(', '.join(multi))}.</p>") + out
+    return out
+
+
+# ----------------------------------------------------------------------------- main entry
+
+
+def build_round_report(
+    round_name: str,
+    ranking_csv: Path,
+    decisions: dict[str, Path],
+    train_logs: dict[str, Path],
+    eval_files: dict[str, Path],
+    winners_yaml: Path,
+    plan_json: Path,
+    out_html: Path,
+    figures_dir: Path | None = None,
+    rerun_hint: str = DEFAULT_RERUN_HINT,
+) -> Path:
+    """Write the round's HTML report (atomically) and return its path.
+
+    ``rerun_hint`` is a ``str.format`` template with ``{round}`` and ``{run}``. With
+    ``figures_dir`` every figure is also written there as PNG (names in
+    :data:`physweep.report.figures.FIGURE_NAMES`; the set is fixed, missing data gives a figure
+    with a note). Missing or unreadable inputs are listed in the report, never fatal -- except
+    the ranking CSV, without which there is no report.
+    """
+    inp = _Inputs()
+    df = load_ranking(ranking_csv)
+    if "rank" in df.columns:
+        df = df.sort_values("rank", na_position="last", kind="stable").reset_index(drop=True)
+    rows_by_run = {str(r["run"]): r for _, r in df.iterrows()}
+    runs = list(rows_by_run)
+    n_runs = len(runs)
+
+    dec = {r: inp.json(p, f"decision of {r}") for r, p in decisions.items()}
+    dec = {r: d for r, d in dec.items() if isinstance(d, Mapping)}
+    logs = {r: inp.netcdf(Path(p), f"train log of {r}") for r, p in train_logs.items()}
+    evals = {r: inp.netcdf(Path(p), f"eval of {r}") for r, p in eval_files.items()}
+    win = inp.yaml(winners_yaml, "winners") or {}
+    plan = inp.json(plan_json, "plan") or {}
+    if not isinstance(win, Mapping):
+        inp.problems.append("winners: not a mapping")
+        win = {}
+    if not isinstance(plan, Mapping):
+        inp.problems.append("plan: not a mapping")
+        plan = {}
+
+    def col(name: str) -> list:
+        return list(df[name]) if name in df.columns else [None] * n_runs
+
+    winners = [str(w) for w in (win.get("winners") or [])]
+    if not winners:
+        winners = [r for r, w in zip(runs, col("winner"), strict=True) if w is True]
+    objective = win.get("objective")
+    if objective is None or (isinstance(objective, str | float) and is_missing(objective)):
+        objective = next((o for o in col("objective") if not is_missing(o)), "—")
+    promoted = [r for r, p in zip(runs, col("promoted"), strict=True) if p is True]
+    statuses = {r: (str(s) if not is_missing(s) else "unknown")
+                for r, s in zip(runs, col("status"), strict=True)}
+    diverged = sorted({r for r, s in statuses.items() if s == "diverged"}
+                      | {r for r, d in dec.items() if d.get("decision") == "diverged"})
+    failed = sorted(r for r, s in statuses.items() if s == "failed")
+    stopped = [r for r in runs if statuses[r] == "early_stopped"
+               or (dec.get(r) or {}).get("decision") == "stop"]
+    gates = _gate_names(df)
+
+    # ---- compute saved by early stopping
+    saved_rows, saved_total, hours_total, hours_known = [], 0.0, 0.0, True
+    for r in stopped:
+        row = rows_by_run[r]
+        frac = _num((dec.get(r) or {}).get("saved_fraction"))
+        if not math.isfinite(frac):
+            frac = 1.0 - _num(row.get("compute_fraction"))
+        frac = frac if math.isfinite(frac) else math.nan
+        total = _total_steps(r, logs.get(r), row)
+        sps = _num(row.get("s_per_step"))
+        hours = frac * total * sps / 3600 if all(map(math.isfinite, (frac, total, sps))) \
+            else math.nan
+        if math.isfinite(frac):
+            saved_total += frac
+        if math.isfinite(hours):
+            hours_total += hours
+        else:
+            hours_known = False
+        saved_rows.append((r, frac, hours))
+    saved_pct = 100.0 * saved_total / n_runs if n_runs else math.nan
+    used = [_num(c) for c in col("compute_fraction")]
+    used_pct = 100.0 * np.nanmean(used) if any(math.isfinite(u) for u in used) else math.nan
+    hw = sorted({str(ds.attrs["hardware"]) for ds in logs.values()
+                 if ds is not None and "hardware" in ds.attrs})
+    unit = "device-hours" + (f" on {', '.join(hw)}" if hw else "")
+
+    # ---- gate failures
+    gate_fail: dict[str, list[str]] = {}
+    for r in runs:
+        row = rows_by_run[r]
+        bad = [g for g in gates if row.get(f"gate.{g}.pass") is False]
+        if bad or row.get("gates_pass") is False:
+            gate_fail[r] = bad or ["(overall)"]
+
+    # ---- summary
+    fixed = win.get("fixed_for_next") or {}
+    summary = [
+        f"<b>Objective:</b> {esc(objective)}",
+        f"<b>Winner(s):</b> {_runs_list(winners)}",
+        "<b>Fixed for the next round:</b> "
+        + (", ".join(f"<code>{esc(k)} = {esc(v)}</code>" for k, v in fixed.items())
+           if isinstance(fixed, Mapping) and fixed else "nothing"),
+        f"<b>Runs:</b> {n_runs}; promoted to full eval: {_runs_list(promoted)}",
+    ]
+    if stopped:
+        detail = "; ".join(
+            f"<code>{esc(r)}</code> saved {fmt(100 * f if math.isfinite(f) else f)}% of its budget"
+            + (f" (≈ {h:.3g} {esc(unit)})" if math.isfinite(h) else "")
+            for r, f, h in saved_rows)
+        hours_txt = (f", ≈ {hours_total:.3g} {esc(unit)} at the measured s/step"
+                     if hours_known and saved_rows else "")
+        summary.append(
+            f"<b>Early-stopped:</b> {len(stopped)} run(s), saving {fmt(saved_pct)}% of the "
+            f"round's training compute{hours_txt} ({detail}).")
+    else:
+        summary.append("<b>Early-stopped:</b> none")
+    if math.isfinite(used_pct):
+        summary.append(f"<b>Training compute used:</b> {used_pct:.0f}% of the round's full "
+                       "budget (mean compute fraction over runs)")
+    summary.append(f"<b>Diverged:</b> {_runs_list(diverged)}")
+    if failed:
+        summary.append(f"<b>Failed:</b> {_runs_list(failed)}")
+    summary.append("<b>Failing physics gates:</b> " + (
+        "; ".join(f"<code>{esc(r)}</code>: {esc(', '.join(g))}" for r, g in gate_fail.items())
+        if gate_fail else "none"))
+    warnings = [str(w) for w in (plan.get("warnings") or [])]
+    if warnings:
+        summary.append(f"<b>Guardrail warnings:</b> {len(warnings)} (see below)")
+
+    # ---- ranking table
+    knobs = [c for c in df.columns if c.startswith("knob.")]
+    known = {"run", "block", "seed", "status", "promoted", "winner", "rank", "objective",
+             "score", "gates_pass", "train_steps", "compute_fraction", "eval_suite", *METRICS}
+    extra = [c for c in df.columns if c not in known and not c.startswith(("knob.", "gate."))]
+    show_obj = "objective" in df.columns and df["objective"].nunique(dropna=True) > 1
+    headers, trs = _ranking_rows(df, knobs, gates, extra, dec, show_obj)
+    ranking_html = table(headers, trs, sortable=True, table_id="ranking")
+
+    # ---- figures
+    highlight = winners
+    curves, probe_steps, div_steps = {}, [], {}
+    baseline = [r for r, d in dec.items() if d.get("decision") == "baseline"]
+    baseline += [r for r in runs if str(rows_by_run[r].get("block")) == "baseline"
+                 and r not in baseline]
+    for r, ds in logs.items():
+        loss = _values(ds, "loss")
+        if loss is None:
+            continue
+        loss = loss.reshape(-1)
+        curves[r] = (_steps(ds, loss.size), loss)
+        if statuses.get(r) == "diverged" or str(ds.attrs.get("status")) == "diverged":
+            div_steps[r] = _num(ds.attrs.get("diverged_step"))
+    for r, d in dec.items():
+        pf = _num(d.get("probe_fraction"))
+        total = _total_steps(r, logs.get(r), rows_by_run.get(r))
+        if math.isfinite(pf) and math.isfinite(total):
+            probe_steps.append(round(pf * total))
+    probe_txt = ", ".join(str(int(p)) for p in sorted(set(probe_steps))) or "not recorded"
+
+    err = [_num(rows_by_run[r].get("nrmse")) for r in runs]
+    jps = [_num(rows_by_run[r].get("j_per_step")) for r in runs]
+    sps = [_num(rows_by_run[r].get("s_per_step")) for r in runs]
+    with_err = [i for i, e in enumerate(err) if math.isfinite(e)]
+    no_energy = [runs[i] for i in with_err if not math.isfinite(jps[i])]
+    if with_err and not no_energy:
+        cost, cost_label, pareto_note = jps, "energy per step (J/step, measured)", ""
+    else:
+        cost = sps
+        cost_label = "time per step (s/step) — energy not measured"
+        pareto_note = (f"energy missing for {len(no_energy)} of {len(with_err)} runs: "
+                       "time per step used instead" if with_err else "")
+    excluded = [r for r, e in zip(runs, err, strict=True) if not math.isfinite(e)]
+
+    passed = np.full((n_runs, len(gates)), np.nan)
+    gvals = np.full((n_runs, len(gates)), np.nan)
+    for i, r in enumerate(runs):
+        for j, g in enumerate(gates):
+            ok = rows_by_run[r].get(f"gate.{g}.pass")
+            passed[i, j] = {True: 1.0, False: 0.0}.get(ok, np.nan)
+            gvals[i, j] = _num(rows_by_run[r].get(f"gate.{g}"))
+
+    series = _lead_series(evals)
+    pngs = {
+        "learning_curves": F.learning_curves_figure(
+            curves, probe_steps=probe_steps, baseline_runs=baseline, highlight=highlight,
+            diverged=div_steps),
+        "error_vs_lead": F.error_vs_lead_figure(series, highlight=highlight),
+        "pareto": F.pareto_figure(runs, cost, err, cost_label=cost_label, highlight=highlight,
+                                  note=pareto_note),
+        "gate_matrix": F.gate_matrix_figure(runs, gates, passed, gvals),
+    }
+    captions = {
+        "learning_curves": (
+            f"Training loss per run. Dotted vertical line: probe point (step {esc(probe_txt)}), "
+            "where the early-stopping decision was taken. Grey band: mean ± σ over the baseline "
+            f"runs ({_runs_list(baseline)}). Winners drawn thick."),
+        "error_vs_lead": (
+            "nRMSE against lead time, mean over trajectories, for the test and "
+            "out-of-distribution splits. Gaps are non-finite errors (diverged rollouts)."),
+        "pareto": (
+            f"Small-eval nRMSE against {esc(cost_label)}; the red staircase is the Pareto front "
+            "(no other run is both cheaper and more accurate). ★ = winner. "
+            + (f"Not shown (nRMSE not measured): {_runs_list(excluded)}." if excluded else "")),
+        "gate_matrix": "Physics gates per run with the measured values; grey = not measured.",
+    }
+    if figures_dir is not None:
+        for key, png in pngs.items():
+            with atomic_path(Path(figures_dir) / F.FIGURE_NAMES[key]) as tmp:
+                tmp.write_bytes(png)
+    figs_html = "\n".join(figure(pngs[k], captions[k], alt=k.replace("_", " ")) for k in pngs)
+
+    # ---- decisions table
+    dec_rows = [[r] + [d.get(f) for f in DECISION_FIELDS] for r, d in dec.items()]
+    dec_html = (simple_table(["run", *DECISION_FIELDS], dec_rows) if dec_rows
+                else "<p>No early-stopping decisions recorded.</p>")
+
+    # ---- plan
+    warn_html = (_li([esc(w) for w in warnings]) if warnings
+                 else "<p>No guardrail warnings from the planner.</p>")
+    plan_rows = []
+    for spec in plan.get("runs") or []:
+        if not isinstance(spec, Mapping):
+            continue
+        nominal = spec.get("nominal") or {}
+        effective = spec.get("effective") or {}
+        changed = ({k: v for k, v in effective.items() if nominal.get(k) != v}
+                   if isinstance(effective, Mapping) else {})
+        plan_rows.append([spec.get("run"), spec.get("block"), spec.get("seed"),
+                          _compact(nominal), _compact(changed), spec.get("lr_scaled"),
+                          _compact(spec.get("fixed_from"))])
+    plan_html = simple_table(["run", "block", "seed", "nominal", "effective (where different)",
+                              "lr scaled", "fixed from"], plan_rows) if plan_rows else ""
+
+    # ---- rerun
+    example_run = winners[0] if winners else (runs[0] if runs else "RUN")
+    try:
+        example = rerun_hint.format(round=round_name, run=example_run)
+        all_cmds = "\n".join(rerun_hint.format(round=round_name, run=r) for r in runs)
+    except (KeyError, IndexError, ValueError) as exc:
+        inp.problems.append(f"rerun_hint template: {exc}")
+        example, all_cmds = rerun_hint, ""
+
+    problems_html = ""
+    if inp.problems:
+        problems_html = ("<h2>Input problems</h2><div class=\"warn\">"
+                         + _li([esc(p) for p in inp.problems]) + "</div>")
+
+    body = f"""
+<h1>Round report: {esc(round_name)}</h1>
+<p class="muted">preset {esc(plan.get("preset", "—"))} · {n_runs} runs ·
+objective {esc(objective)}</p>
+<h2>Summary</h2>
+{_li(summary)}
+<h2>Ranking</h2>
+<p class="muted">★ winner · ▲ promoted to full eval · click a column header to sort.
+NaN values are shown as "{NOT_MEASURED}".</p>
+{ranking_html}
+<h2>Figures</h2>
+{figs_html}
+<h2>Early-stopping decisions</h2>
+{dec_html}
+<h2>Guardrail warnings</h2>
+<div class="{"warn" if warnings else ""}">{warn_html}</div>
+<h2>Plan</h2>
+{plan_html or "<p>No plan entries.</p>"}
+{problems_html}
+<h2>Provenance</h2>
+{_provenance(logs, evals, plan)}
+<h2>How to rerun a run</h2>
+<p>From the workflow directory, for run <code>{esc(example_run)}</code>:</p>
+<pre>{esc(example)}</pre>
+<details><summary>Commands for every run</summary><pre>{esc(all_cmds)}</pre></details>
+"""
+    out_html = Path(out_html)
+    write_text(out_html, page(f"physweep {round_name}", body))
+    return out_html

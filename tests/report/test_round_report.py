@@ -1,0 +1,220 @@
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+from physweep.report import FIGURE_NAMES, build_index, build_round_report
+from physweep.report.figures import pareto_front
+
+RUNS = ["base_s0", "base_s1", "lr~2e-4", "lr~4.5e-4", "warmup~0.06", "ema~0.9999"]
+PACKAGES = json.dumps({"torch": "2.13.0", "numpy": "2.1.0"})
+
+
+def _ranking(energy: bool) -> pd.DataFrame:
+    nan = math.nan
+    rows = [
+        # run, block, seed, status, promoted, winner, rank, score, lr, nrmse
+        ("base_s0", "baseline", 0, "ok", False, False, 3, 0.30, 3e-4, 0.30),
+        ("base_s1", "baseline", 1, "ok", False, False, 4, 0.31, 3e-4, 0.31),
+        ("lr~2e-4", "optimizer", 0, "ok", True, True, 1, 0.20, 2e-4, 0.20),
+        ("lr~4.5e-4", "optimizer", 0, "ok", True, False, 2, 0.25, 4.5e-4, 0.25),
+        ("warmup~0.06", "optimizer", 0, "early_stopped", False, False, nan, nan, 3e-4, 0.40),
+        ("ema~0.9999", "optimizer", 0, "diverged", False, False, nan, nan, 3e-4, nan),
+    ]
+    out = []
+    for k, (run, block, seed, status, prom, win, rank, score, lr, err) in enumerate(rows):
+        diverged = status == "diverged"
+        out.append({
+            "run": run, "block": block, "seed": seed, "status": status, "promoted": prom,
+            "winner": win, "rank": rank, "objective": "nrmse", "score": score,
+            "knob.lr": lr, "knob.warmup": 0.06 if run == "warmup~0.06" else 0.05,
+            "nrmse": err, "nrmse_long": err * 2, "nrmse_ood": err * 3,
+            "ece": nan if diverged else 0.05 + 0.01 * k, "crps": nan if diverged else 0.1,
+            "spread_skill": nan if diverged else 0.9,
+            "s_per_step": nan if diverged else 0.05 + 0.01 * k,
+            "j_per_step": (nan if diverged else 10.0 + k) if energy else nan,
+            "gates_pass": None if diverged else run != "lr~4.5e-4",
+            "gate.divergence": nan if diverged else 0.01 * (k + 1),
+            "gate.divergence.pass": None if diverged else True,
+            "gate.mass": nan if diverged else (0.5 if run == "lr~4.5e-4" else 0.001),
+            "gate.mass.pass": None if diverged else run != "lr~4.5e-4",
+            "train_steps": 40 if status in ("early_stopped", "diverged") else 100,
+            "compute_fraction": 0.4 if status in ("early_stopped", "diverged") else 1.0,
+            "eval_suite": "full" if prom else "small",
+        })
+    return pd.DataFrame(out)
+
+
+def _train_log(path, run, status, seed):
+    rng = np.random.default_rng(seed)
+    n = 40 if status != "ok" else 100
+    step = np.arange(n) * 1.0
+    loss = np.exp(-step / 50) + 0.02 * rng.random(n)
+    if status == "diverged":
+        loss[30:] = np.nan
+    ds = xr.Dataset(
+        {
+            "loss": ("step", loss),
+            "lr": ("step", np.full(n, 3e-4)),
+            "energy_j": ("step", np.full(n, np.nan)),
+            "sampler_prob": (("step", "regime"), np.full((n, 2), 0.5)),
+        },
+        coords={"step": step, "regime": ["laminar", "shedding"]},
+        attrs={"run": run, "status": status, "diverged_step": 30 if status == "diverged" else -1,
+               "steps_total": 100, "energy_source": "none", "code_version": "abc123",
+               "physweep_version": "0.1.0", "packages": PACKAGES},
+    )
+    ds.to_netcdf(path)
+
+
+def _eval(path, err, seed):
+    rng = np.random.default_rng(seed)
+    lead = np.arange(1, 9)
+    vals = (err if np.isfinite(err) else np.nan) * (1 + 0.1 * lead)[None] * (
+        1 + 0.05 * rng.random((6, 8)))
+    ds = xr.Dataset(
+        {"nrmse": (("traj", "lead"), vals), "vrmse": (("traj", "lead"), vals)},
+        coords={"lead": lead, "split": ("traj", ["test"] * 4 + ["ood"] * 2)},
+        attrs={"nrmse": float(err), "code_version": "abc123", "packages": PACKAGES},
+    )
+    ds.to_netcdf(path)
+
+
+def _inputs(tmp_path, energy=False):
+    df = _ranking(energy)
+    csv = tmp_path / "ranking.csv"
+    df.to_csv(csv, index=False)
+    decisions, logs, evals = {}, {}, {}
+    for k, row in df.iterrows():
+        run = row["run"]
+        d = tmp_path / "runs" / run
+        d.mkdir(parents=True)
+        decision = {"baseline": "baseline", "ok": "continue", "early_stopped": "stop",
+                    "diverged": "diverged"}["baseline" if row["block"] == "baseline"
+                                            else row["status"]]
+        dec = {"run": run, "decision": decision, "improvement": 0.01 * k, "sigma": 0.01,
+               "sigma_factor": 1.0, "sigma_method": "seeds", "baseline_mean": 0.305,
+               "run_score": row["nrmse"], "probe_fraction": 0.4,
+               "saved_fraction": 0.6 if decision in ("stop", "diverged") else 0.0}
+        (d / "decision.json").write_text(json.dumps(dec))
+        decisions[run] = d / "decision.json"
+        _train_log(d / "train_log.nc", run, row["status"], k)
+        logs[run] = d / "train_log.nc"
+        _eval(d / "small_eval.nc", row["nrmse"], k)
+        evals[run] = d / "small_eval.nc"
+    winners = tmp_path / "winners.yaml"
+    winners.write_text(yaml.safe_dump({"round": "round_a", "objective": "nrmse",
+                                       "winners": ["lr~2e-4"],
+                                       "fixed_for_next": {"lr": 2e-4, "warmup": 0.05}}))
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({
+        "round": "round_a", "preset": "demo",
+        "runs": [{"run": r, "block": "optimizer", "seed": 0, "nominal": {"lr": 3e-4},
+                  "effective": {"lr": 1.5e-4}, "lr_scaled": True, "fixed_from": {}}
+                 for r in RUNS],
+        "warnings": ["batch_tokens differs from the playbook: lr scaled by 0.5"],
+    }))
+    return dict(round_name="round_a", ranking_csv=csv, decisions=decisions, train_logs=logs,
+                eval_files=evals, winners_yaml=winners, plan_json=plan)
+
+
+def _table(html: str, table_id: str) -> str:
+    m = re.search(rf'<table id="{table_id}".*?</table>', html, re.S)
+    assert m, f"no table {table_id}"
+    return m.group(0)
+
+
+@pytest.mark.parametrize("energy", [False, True])
+def test_round_report(tmp_path, energy):
+    inputs = _inputs(tmp_path, energy)
+    out = tmp_path / "report" / "round_a.html"
+    figs = tmp_path / "figs"
+    assert build_round_report(**inputs, out_html=out, figures_dir=figs) == out
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    # every run is a row of the ranking table
+    ranking = _table(html, "ranking")
+    body = ranking.split("<tbody>")[1]
+    assert body.count("<tr") == len(RUNS)
+    for run in RUNS:
+        assert run in ranking
+    assert 'class="sortable"' in ranking and "addEventListener('click'" in html
+    # figures inline, also written out
+    assert html.count('<img src="data:image/png;base64,') == len(FIGURE_NAMES)
+    for name in FIGURE_NAMES.values():
+        assert (figs / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # self-contained: nothing loaded from the network
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', html)
+    assert "http://" not in html and "https://" not in html
+    # NaN shown as "not measured" (the diverged run's metrics, missing energy)
+    div_row = next(r for r in body.split("</tr>") if "ema~0.9999" in r)
+    assert "not measured" in div_row and "nan" not in div_row.lower().replace("data-v", "")
+    # summary content
+    assert "lr~2e-4" in html.split("<h2>Ranking</h2>")[0]  # winner in the summary
+    assert "lr = 0.0002" in html  # fixed for next round
+    assert "warmup~0.06" in html.split("<h2>Ranking</h2>")[0]  # early-stopped listed
+    assert "saving 10% of the round" in html  # 0.6 of 1 run out of 6
+    assert "mass" in html.split("<h2>Ranking</h2>")[0]  # failing gate named
+    assert "batch_tokens differs" in html  # guardrail warning
+    assert ("time per step (s/step)" in html) is (not energy)
+    assert "snakemake --cores 2 results/round_a/runs/lr~2e-4/small_eval.nc --forcerun " \
+           "train_probe" in html
+    assert "abc123" in html and "2.13.0" in html and "demo" in html
+    assert "Input problems" not in html
+
+
+def test_round_report_tolerates_missing_inputs(tmp_path):
+    inputs = _inputs(tmp_path)
+    inputs["train_logs"] = dict(inputs["train_logs"])
+    inputs["train_logs"]["base_s0"] = tmp_path / "absent.nc"
+    del inputs["eval_files"]["lr~2e-4"]
+    inputs["decisions"] = {}
+    out = build_round_report(**inputs, out_html=tmp_path / "r.html",
+                             rerun_hint="make {run} ROUND={round}")
+    html = out.read_text()
+    assert "Input problems" in html and "absent.nc" in html
+    assert html.count('<img src="data:image/png;base64,') == len(FIGURE_NAMES)
+    assert "make lr~2e-4 ROUND=round_a" in html
+
+
+def test_pareto_front():
+    x = [1.0, 2.0, 3.0, 1.5, math.nan, 4.0]
+    y = [0.5, 0.3, 0.35, 0.6, 0.1, 0.2]
+    assert pareto_front(x, y) == [0, 1, 5]
+
+
+def test_build_index(tmp_path):
+    reports = {}
+    winners = {}
+    for k, (name, fixed) in enumerate([("round_a", {"lr": 2e-4}),
+                                       ("round_b", {"guidance": 1.0, "lr": 3e-4})]):
+        reports[name] = tmp_path / name / "report.html"
+        reports[name].parent.mkdir()
+        reports[name].write_text("<html></html>")
+        winners[name] = tmp_path / name / "winners.yaml"
+        winners[name].write_text(yaml.safe_dump({"round": name, "objective": "nrmse",
+                                                 "winners": [f"w{k}"], "fixed_for_next": fixed}))
+    out = build_index(reports, winners, tmp_path / "index.html")
+    html = out.read_text()
+    assert 'href="round_a/report.html"' in html and 'href="round_b/report.html"' in html
+    b_row = next(r for r in html.split("<tr>") if "round_b/report.html" in r)
+    assert "lr = 0.0002" in b_row and "w0" in b_row  # round_b inherited round_a's winner knob
+    final = html.split("Configuration after the last round")[1]
+    assert "lr = 0.0003" in final and "guidance = 1.0" in final
+
+
+def test_round_report_minimal_inputs(tmp_path):
+    csv = tmp_path / "ranking.csv"
+    csv.write_text("run,status,nrmse\nr0,ok,0.5\nr1,failed,\n")
+    out = build_round_report("round_x", csv, {}, {}, {}, tmp_path / "no_winners.yaml",
+                             tmp_path / "no_plan.json", tmp_path / "r.html")
+    html = out.read_text()
+    body = _table(html, "ranking").split("<tbody>")[1]
+    assert body.count("<tr") == 2 and "not measured" in body
+    assert html.count('<img src="data:image/png;base64,') == len(FIGURE_NAMES)
+    assert "Input problems" in html and "no_plan.json" in html
