@@ -1,0 +1,501 @@
+"""Training loop: load, step, log, checkpoint (entry point ``train_run``).
+
+Vocabulary
+----------
+* sample: one trajectory window -- a state x_t0 and the next h = horizon states of one trajectory.
+* token: one *input point* of one sample. ``points_per_sample`` fluid cells of x_t0 are fed to the
+  encoder, so ``batch_tokens = samples_per_step × points_per_sample`` and
+  ``total_steps = budget_tokens // batch_tokens`` (the budget is the same for every run of a
+  round, so runs are compared at equal tokens).
+* ``micro_batch`` samples go through one forward/backward; gradients are accumulated over
+  ``samples_per_step // micro_batch`` micro-batches before one optimizer step.
+
+Loss of one sample (fields normalised by per-channel training statistics; all terms MSE):
+
+    L = L_rollout + inverse_encode · L_ie + inverse_decode · L_id + projection_weight · L_phys
+        + L_corrector
+
+* L_rollout: latent rollout z_0 = E(x_t0), z_s = A(z_{s-1}), decoded at every grid cell (fluid
+  and solid) for s = 1 … h and compared with x_{t0+s}.
+* L_id (``inverse_decode``, UPT's "decoder inverts the encoder"): ‖D(E(x_t0)) − x_t0‖² at the
+  input points.
+* L_ie (``inverse_encode``, UPT's "approximator stays in the encoder's range"):
+  ‖E(D(ẑ_1)) − ẑ_1‖² with ẑ_1 = A(z_0) decoded at the input points; ẑ_1 is the (detached) target.
+* L_phys: mean ``physics.gates.physics_residual`` of the denormalised decoded grid fields of all
+  h steps (units of the residual; weight = ``projection_weight``, the same w that blends the
+  projection at inference: pred + w/(1+w)·(project(pred) − pred), ``evaluate.rollout``).
+* L_corrector: the latent denoiser's noise-prediction loss (``model.corrector.denoiser_loss``),
+  0 when ``steps = 0``.
+A term whose weight is 0 is not computed.
+
+Reproducibility: every random draw of the data path (regime, trajectory, window start, input
+points, corrector noise) comes from one ``torch.Generator`` seeded with ``seed``; its state, the
+torch/numpy/python global RNG states, optimizer, EMA, sampler and step are checkpointed, so a
+run resumed from a probe checkpoint reproduces the uninterrupted run bit for bit on CPU (the
+timing and energy columns of the log aside).
+
+Preemption: SIGTERM or SIGUSR1 finishes the current step, saves the checkpoint and log and
+returns status "preempted"; callers should then exit with ``PREEMPTED_EXIT_CODE``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from physweep.configs import from_dict, to_dict
+from physweep.io import provenance, write_netcdf
+from physweep.model.corrector import CorrectorConfig, build_denoiser, denoiser_loss
+from physweep.model.surrogate import Surrogate, SurrogateConfig, load_checkpoint, save_checkpoint
+from physweep.physics.flowsplit import FlowSplit
+from physweep.train.curriculum import Curriculum
+from physweep.train.ema import EMA
+from physweep.train.sampler import RegimeSampler
+from physweep.train.schedule import lr_at
+from physweep.train.telemetry import EnergyMeter, WindowedEnergy, peak_memory_mb
+
+log = logging.getLogger(__name__)
+
+#: Exit code for a job that saved its checkpoint after SIGTERM/SIGUSR1 (EX_TEMPFAIL: retry).
+PREEMPTED_EXIT_CODE = 75
+
+LOG_SCALARS = ("loss", "loss_rollout", "loss_inverse_encode", "loss_inverse_decode",
+               "loss_physics", "loss_corrector", "lr", "grad_norm", "horizon", "step_time_s",
+               "tokens_per_s", "peak_mem_mb", "energy_j")
+#: log columns that measure the machine, not the optimisation (excluded from bitwise checks)
+MACHINE_COLUMNS = ("step_time_s", "tokens_per_s", "peak_mem_mb", "energy_j")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 3e-4  # peak LR, already scaled to batch_tokens by the planner
+    warmup: float = 0.05  # fraction of total steps with linear warmup
+    ema: float = 0.9995  # EMA decay of the weights used for evaluation
+    inverse_encode: float = 0.5  # weight of ‖E(D(ẑ)) − ẑ‖² (approximator stays in E's range)
+    inverse_decode: float = 0.5  # weight of ‖D(E(x)) − x‖² (decoder inverts encoder)
+    projection_weight: float = 1.0  # w: physics-residual loss weight and projection blend
+    max_horizon: int = 4  # final rollout length of the curriculum (steps)
+    freeze_bottom_layers_on_expand: bool = True  # freeze encoder + lower half on expansion
+    sampler_temp: float = 0.7  # regime sampler temperature T
+    curriculum_stages: int = 3  # horizon stages from 1 to max_horizon
+    batch_tokens: int = 2048  # input points per optimizer step
+    points_per_sample: int = 256  # input points per sample
+    micro_batch: int = 4  # samples per forward/backward
+    budget_tokens: int = 2048 * 60  # tokens per run (same for a round); steps = budget // batch
+    weight_decay: float = 0.05  # AdamW decay on matrices (not biases / norms / embeddings)
+    grad_clip: float = 1.0  # max global grad norm (<= 0: no clipping)
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast, CUDA only; CPU always fp32)
+    compile: bool = False  # torch.compile encoder / approximator / decoder
+    log_every: int = 10  # steps between log entries (the last step is always logged)
+    checkpoint_every: int = 0  # steps between periodic checkpoints (0: only at the end)
+    threads: int = 1  # torch.set_num_threads
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or not 0 <= self.warmup < 1 or not 0 <= self.ema < 1:
+            raise ValueError("need lr > 0, 0 <= warmup < 1, 0 <= ema < 1")
+        for name in ("inverse_encode", "inverse_decode", "projection_weight", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        for name in ("max_horizon", "curriculum_stages", "batch_tokens", "points_per_sample",
+                     "micro_batch", "budget_tokens", "log_every", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.sampler_temp <= 0:
+            raise ValueError("sampler_temp must be > 0")
+        if self.batch_tokens % self.points_per_sample:
+            raise ValueError("batch_tokens must be a multiple of points_per_sample")
+        if self.samples_per_step % self.micro_batch:
+            raise ValueError(f"samples per step {self.samples_per_step} is not a multiple of "
+                             f"micro_batch {self.micro_batch}")
+        if self.budget_tokens < self.batch_tokens:
+            raise ValueError("budget_tokens < batch_tokens: zero steps")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto|cpu|cuda, not {self.device!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32|bf16, not {self.precision!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError("checkpoint_every must be >= 0")
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.batch_tokens // self.points_per_sample
+
+    @property
+    def total_steps(self) -> int:
+        return self.budget_tokens // self.batch_tokens
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def field_statistics(split: FlowSplit) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over the fluid cells of every snapshot (float64 sums)."""
+    f = split.fields.double()  # (N, T, C, H, W)
+    w = split.mask[:, None, None].double().expand_as(f)  # (N, T, C, H, W)
+    n = w.sum(dim=(0, 1, 3, 4))
+    mean = (f * w).sum(dim=(0, 1, 3, 4)) / n
+    var = (((f - mean.view(1, 1, -1, 1, 1)) ** 2) * w).sum(dim=(0, 1, 3, 4)) / n
+    return mean.float(), var.sqrt().clamp_min(1e-6).float()
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(), "data": gen.get_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": [version, list(py_state), py_gauss]}
+
+
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["data"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, py_state, py_gauss = state["python"]
+    random.setstate((version, tuple(py_state), py_gauss))
+
+
+class _Preemption:
+    """SIGTERM / SIGUSR1 -> flag (handlers installed only from the main thread)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Preemption:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGUSR1):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        log.warning("signal %d: finishing the current step, then checkpointing", signum)
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Holds model, corrector, optimizer, EMA, sampler, curriculum and the log of one run."""
+
+    def __init__(self, spec: dict[str, Any], split: FlowSplit):
+        self.spec = spec
+        self.mcfg = from_dict(SurrogateConfig, spec["model"], where="run spec model")
+        self.ccfg = from_dict(CorrectorConfig, spec["corrector"], where="run spec corrector")
+        self.cfg = from_dict(TrainConfig, spec["train"], where="run spec train")
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        self.split = split
+        from physweep.physics.gates import grid_info
+
+        self.grid = grid_info(split)
+        self.model = Surrogate(self.mcfg)
+        mean, std = field_statistics(split)
+        coords = split.coords.reshape(-1, 2)
+        self.model.set_statistics(mean, std, coords.min(0).values, coords.max(0).values)
+        self.denoiser = build_denoiser(self.model, self.ccfg)
+        self.model.to(self.device)
+        self.denoiser.to(self.device)
+        self.modules = nn.ModuleDict({"surrogate": self.model, "denoiser": self.denoiser})
+        self.ema = EMA(self.modules, cfg.ema)
+        decay, no_decay = [], []
+        for p in self.modules.parameters():
+            (decay if p.ndim >= 2 else no_decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+        self.sampler = RegimeSampler(split.regime, len(split.regime_names), cfg.sampler_temp)
+        self.total_steps = cfg.total_steps
+        self.curriculum = Curriculum(cfg.max_horizon, cfg.curriculum_stages, self.total_steps,
+                                     cfg.freeze_bottom_layers_on_expand)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.tokens_seen = 0
+        self.seconds = 0.0
+        self.energy_j: float | None = 0.0
+        self.status = "ok"
+        self.diverged_step = -1
+        self.history: dict[str, list] = {k: [] for k in ("step", *LOG_SCALARS, "sampler_prob")}
+        # grid positions and per-trajectory data on the device
+        self.grid_pos = split.coords.reshape(1, -1, 2).to(self.device)  # (1, H*W, 2)
+        self.fields = split.fields  # (N, T, C, H, W), physical, stays on CPU
+        self.amp = cfg.precision == "bf16" and self.device.type == "cuda"
+        if cfg.compile:
+            for m in (self.model.encoder, self.model.approximator, self.model.decoder):
+                m.compile()
+
+    # --- data ------------------------------------------------------------------------------
+    def horizon(self) -> int:
+        return min(self.curriculum.horizon(self.step), self.split.n_time - 1)
+
+    def draw_batch(self, traj: torch.Tensor, h: int) -> dict[str, torch.Tensor]:
+        """Windows of the given trajectories: input points at t0, grid targets t0+1 … t0+h."""
+        from physweep.physics.dataset import sample_points
+
+        cfg, split, g = self.cfg, self.split, self.gen
+        c = split.fields.shape[2]
+        pos, vals, nxt, target = [], [], [], []
+        for i in traj.tolist():
+            t0 = int(torch.randint(split.n_time - h, (1,), generator=g))
+            idx = sample_points(split.mask[i], cfg.points_per_sample, g)  # (P,)
+            flat = self.fields[i].reshape(split.n_time, c, -1)  # (T, C, H*W)
+            pos.append(split.coords.reshape(-1, 2)[idx])  # (P, 2)
+            vals.append(flat[t0][:, idx].T)  # (P, C)
+            nxt.append(flat[t0 + 1][:, idx].T)
+            target.append(self.fields[i, t0 + 1 : t0 + 1 + h])  # (h, C, H, W)
+        d = self.device
+        m = self.model
+        return {"traj": traj, "pos": torch.stack(pos).to(d),
+                "vals": m.normalize(torch.stack(vals).to(d)),
+                "next": m.normalize(torch.stack(nxt).to(d)),
+                "target": m.normalize(torch.stack(target).to(d), dim=2),
+                "mask": split.mask[traj].to(d), "inflow": split.inflow[traj].to(d)}
+
+    # --- loss ------------------------------------------------------------------------------
+    def compute_loss(self, batch: dict[str, torch.Tensor], h: int
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Total loss, its detached parts, and the per-sample rollout loss (B,) for the sampler."""
+        from physweep.physics.gates import physics_residual
+
+        cfg, m = self.cfg, self.model
+        pos, vals, target = batch["pos"], batch["vals"], batch["target"]
+        b = pos.shape[0]
+        _, _, c, hh, ww = target.shape
+        z0 = m.encode(pos, vals)  # (B, L, D)
+        zs, z = [], z0
+        for _ in range(h):
+            z = m.approximate(z)
+            zs.append(z)
+        zs_all = torch.stack(zs, dim=1)  # (B, h, L, D)
+        q = self.grid_pos.expand(b * h, -1, -1)  # (B*h, H*W, 2)
+        pred = m.decode(zs_all.flatten(0, 1), q)  # (B*h, H*W, C)
+        pred = pred.transpose(1, 2).reshape(b, h, c, hh, ww)  # (B, h, C, H, W)
+        per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3, 4))  # (B,)
+        parts = {"loss_rollout": per_sample.mean()}
+        zero = per_sample.new_zeros(())
+        parts["loss_inverse_decode"] = (
+            (m.decode(z0, pos).float() - vals).pow(2).mean() if cfg.inverse_decode > 0 else zero)
+        if cfg.inverse_encode > 0:
+            z1 = zs[0]
+            parts["loss_inverse_encode"] = (
+                m.encode(pos, m.decode(z1, pos)).float() - z1.detach().float()).pow(2).mean()
+        else:
+            parts["loss_inverse_encode"] = zero
+        if cfg.projection_weight > 0:
+            phys = m.denormalize(pred.float(), dim=2).flatten(0, 1)  # (B*h, C, H, W)
+            mask = batch["mask"].repeat_interleave(h, dim=0)
+            inflow = batch["inflow"].repeat_interleave(h, dim=0)
+            parts["loss_physics"] = physics_residual(phys, mask, inflow, self.grid).mean()
+        else:
+            parts["loss_physics"] = zero
+        if self.ccfg.steps > 0:
+            with torch.no_grad():
+                z_next = m.encode(pos, batch["next"])
+            parts["loss_corrector"] = denoiser_loss(self.denoiser, self.ccfg, z_next.float(),
+                                                    z0.detach().float(), self.gen)
+        else:
+            parts["loss_corrector"] = zero
+        total = (parts["loss_rollout"] + cfg.inverse_encode * parts["loss_inverse_encode"]
+                 + cfg.inverse_decode * parts["loss_inverse_decode"]
+                 + cfg.projection_weight * parts["loss_physics"] + parts["loss_corrector"])
+        return total, {k: v.detach() for k, v in parts.items()}, per_sample.detach()
+
+    # --- one optimizer step ----------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        self.curriculum.apply(self.step, self.model)
+        h = self.horizon()
+        lr = lr_at(self.step, self.total_steps, cfg.lr, cfg.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.modules.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        traj = self.sampler.sample(cfg.samples_per_step, self.gen)
+        n_micro = cfg.samples_per_step // cfg.micro_batch
+        sums = dict.fromkeys(("loss", "loss_rollout", "loss_inverse_encode",
+                              "loss_inverse_decode", "loss_physics", "loss_corrector"), 0.0)
+        finite = True
+        for k in range(n_micro):
+            sub = traj[k * cfg.micro_batch : (k + 1) * cfg.micro_batch]
+            batch = self.draw_batch(sub, h)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                total, parts, per_sample = self.compute_loss(batch, h)
+            if not bool(torch.isfinite(total)):
+                finite = False
+                sums["loss"] = float("nan")
+                break
+            (total / n_micro).backward()
+            self.sampler.update(sub, per_sample)
+            sums["loss"] += float(total.detach()) / n_micro
+            for name, v in parts.items():
+                sums[name] += float(v) / n_micro
+        params = [p for p in self.modules.parameters() if p.grad is not None]
+        if finite:
+            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            finite = math.isfinite(grad_norm)
+        else:
+            grad_norm = float("nan")
+        if finite:
+            self.optimizer.step()
+            self.ema.update(self.modules)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dt = time.perf_counter() - t_start
+        self.step += 1
+        self.tokens_seen += cfg.batch_tokens
+        self.seconds += dt
+        return {**sums, "lr": lr, "grad_norm": grad_norm, "horizon": h, "step_time_s": dt,
+                "tokens_per_s": cfg.batch_tokens / dt, "finite": finite}
+
+    # --- log -------------------------------------------------------------------------------
+    def record(self, row: dict[str, float]) -> None:
+        self.history["step"].append(self.step)
+        for k in LOG_SCALARS:
+            self.history[k].append(float(row[k]))
+        self.history["sampler_prob"].append(self.sampler.probabilities().float().tolist())
+
+    def log_dataset(self, energy_source: str) -> xr.Dataset:
+        hist = self.history
+        n_reg = len(self.split.regime_names)
+        data = {k: ("step", np.asarray(hist[k], dtype=np.float64)) for k in LOG_SCALARS}
+        probs = np.asarray(hist["sampler_prob"], dtype=np.float64).reshape(-1, n_reg)
+        data["sampler_prob"] = (("step", "regime"), probs)
+        attrs = {"run": str(self.spec.get("run", "")), "status": self.status,
+                 "diverged_step": int(self.diverged_step), "tokens_seen": int(self.tokens_seen),
+                 "steps_total": int(self.total_steps), "energy_source": energy_source,
+                 **provenance(), "run_spec": json.dumps(self.spec, sort_keys=True, default=str)}
+        return xr.Dataset(data, coords={"step": np.asarray(hist["step"], dtype=np.int64),
+                                        "regime": list(self.split.regime_names)}, attrs=attrs)
+
+    # --- checkpoint ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": "physweep-train-1",
+            "status": self.status, "step": self.step, "total_steps": self.total_steps,
+            "diverged_step": self.diverged_step, "tokens_seen": self.tokens_seen,
+            "seconds": self.seconds, "energy_j": self.energy_j,
+            "spec": json.loads(json.dumps(self.spec, default=str)),
+            "model_config": to_dict(self.mcfg), "corrector_config": to_dict(self.ccfg),
+            "train_config": to_dict(self.cfg),
+            "weights": {"surrogate": self.model.state_dict(),
+                        "denoiser": self.denoiser.state_dict()},
+            "ema": {"surrogate": self.ema.module["surrogate"].state_dict(),
+                    "denoiser": self.ema.module["denoiser"].state_dict()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"step": self.step, "total_steps": self.total_steps,
+                          "base_lr": self.cfg.lr, "warmup": self.cfg.warmup},
+            "sampler": self.sampler.state_dict(),
+            "curriculum": self.curriculum.state_dict(self.step),
+            "rng": _rng_state(self.gen),
+            "norm_stats": {"field_mean": self.model.field_mean.cpu(),
+                           "field_std": self.model.field_std.cpu(),
+                           "pos_lo": self.model.pos_lo.cpu(), "pos_hi": self.model.pos_hi.cpu()},
+            "history": self.history,
+        }
+
+    def load_state(self, ckpt: dict[str, Any]) -> None:
+        if ckpt["model_config"] != to_dict(self.mcfg) or ckpt["train_config"] != to_dict(self.cfg):
+            raise ValueError("resume checkpoint was written for a different run spec")
+        self.model.load_state_dict(ckpt["weights"]["surrogate"])
+        self.denoiser.load_state_dict(ckpt["weights"]["denoiser"])
+        self.ema.module["surrogate"].load_state_dict(ckpt["ema"]["surrogate"])
+        self.ema.module["denoiser"].load_state_dict(ckpt["ema"]["denoiser"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.sampler.load_state_dict(ckpt["sampler"])
+        self.step = int(ckpt["step"])
+        self.tokens_seen = int(ckpt["tokens_seen"])
+        self.seconds = float(ckpt["seconds"])
+        self.energy_j = ckpt["energy_j"]
+        # a preempted run continues; a diverged one stays diverged (the loop does not restart)
+        self.status = "ok" if ckpt["status"] == "preempted" else ckpt["status"]
+        self.diverged_step = int(ckpt["diverged_step"])
+        self.history = {k: list(v) for k, v in ckpt["history"].items()}
+        _set_rng_state(ckpt["rng"], self.gen)
+
+    # --- the loop --------------------------------------------------------------------------
+    def run(self, stop_step: int, checkpoint_out: Path, log_out: Path) -> dict[str, Any]:
+        cfg = self.cfg
+        meter = EnergyMeter(self.device)
+        window = WindowedEnergy(meter, min_window_s=1.0)
+        e_start = meter.read_joules()
+        t0, step0 = time.perf_counter(), self.step
+        with _Preemption() as preempt:
+            while self.step < stop_step and self.status == "ok":
+                row = self.train_step()
+                row["energy_j"] = window.step()
+                row["peak_mem_mb"] = peak_memory_mb(self.device)
+                if not row["finite"]:
+                    self.status, self.diverged_step = "diverged", self.step
+                    log.error("non-finite loss or gradient at step %d: run diverged", self.step)
+                last = self.step == self.total_steps
+                if self.step % cfg.log_every == 0 or last or not row["finite"]:
+                    self.record(row)
+                    rate = (time.perf_counter() - t0) / max(1, self.step - step0)
+                    log.info("step %d/%d loss %.4g lr %.3g horizon %d %.3fs/step ETA %.0fs",
+                             self.step, self.total_steps, row["loss"], row["lr"], row["horizon"],
+                             row["step_time_s"], rate * (stop_step - self.step))
+                if preempt.requested and self.status == "ok":
+                    self.status = "preempted"
+                    break
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save(checkpoint_out)
+        e_end = meter.read_joules()
+        if self.energy_j is not None and e_start is not None and e_end is not None:
+            self.energy_j += e_end - e_start
+        else:
+            self.energy_j = None
+        self.save(checkpoint_out)
+        write_netcdf(self.log_dataset(meter.source), log_out)
+        return {"status": self.status, "step": self.step, "total_steps": self.total_steps,
+                "tokens_seen": self.tokens_seen, "seconds": self.seconds,
+                "energy_j": self.energy_j}
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, self.state())
+
+
+def train_run(spec: dict[str, Any], data_dir: Path, checkpoint_out: Path, log_out: Path,
+              stop_fraction: float = 1.0, resume_from: Path | None = None) -> dict[str, Any]:
+    """Train (or resume) one run up to step round(stop_fraction · total_steps).
+
+    Writes ``checkpoint_out`` (atomic) and the netCDF training log ``log_out`` (whole run so far,
+    earlier steps included when resuming). Returns {"status": "ok"|"diverged"|"preempted",
+    "step", "total_steps", "tokens_seen", "seconds", "energy_j"} (energy None if not measured).
+    """
+    from physweep.physics.dataset import load_split
+
+    if not 0 < stop_fraction <= 1:
+        raise ValueError(f"stop_fraction must be in (0, 1], got {stop_fraction}")
+    cfg = from_dict(TrainConfig, spec["train"], where="run spec train")
+    torch.set_num_threads(cfg.threads)
+    split = load_split(Path(data_dir) / "train.nc")
+    trainer = Trainer(spec, split)
+    if resume_from is not None:
+        trainer.load_state(load_checkpoint(resume_from))
+    stop_step = round(stop_fraction * trainer.total_steps)
+    return trainer.run(stop_step, Path(checkpoint_out), Path(log_out))

@@ -1,0 +1,164 @@
+import math
+import time
+
+import pytest
+import torch
+
+from physweep.model.surrogate import (
+    PRESETS,
+    Surrogate,
+    SurrogateConfig,
+    count_parameters,
+    load_model,
+    preset_model_config,
+    save_checkpoint,
+)
+
+TINY = dict(model_dim=16, depth=4, heads=2, latent_tokens=12, window_size=4, supernodes=16)
+
+
+def inputs(b=2, n=40, q=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(b, n, 2, generator=g), torch.randn(b, n, 3, generator=g),
+            torch.rand(b, q, 2, generator=g))
+
+
+def build(seed=0, **kw):
+    torch.manual_seed(seed)
+    return Surrogate(SurrogateConfig(**{**TINY, **kw})).eval()
+
+
+def outputs_differ(a: dict, b: dict) -> bool:
+    """Same weights wherever the shapes allow, same inputs: do the outputs differ?"""
+    ma, mb = build(**a), build(**b)
+    sa = ma.state_dict()
+    mb.load_state_dict({k: v for k, v in sa.items()
+                        if k in mb.state_dict() and mb.state_dict()[k].shape == v.shape},
+                       strict=False)
+    x = inputs()
+    with torch.no_grad():
+        ya, yb = ma(*x), mb(*x)
+    return ya.shape != yb.shape or not torch.allclose(ya, yb)
+
+
+@pytest.mark.parametrize("name", ["demo", pytest.param("full", marks=pytest.mark.slow)])
+def test_preset_shapes_and_parameter_count(name):
+    cfg = preset_model_config(name)
+    model = Surrogate(cfg).eval()
+    n = count_parameters(model)
+    pos, vals, query = inputs(b=1, n=64, q=16)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        z = model.encode(pos, vals)
+        z1 = model.approximate(z)
+        y = model.decode(z1, query)
+    print(f"\npreset {name}: {n:,} parameters; forward {time.perf_counter() - t0:.2f}s")
+    assert z.shape == z1.shape == (1, cfg.latent_tokens, cfg.model_dim)
+    assert y.shape == (1, 16, cfg.in_channels)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_counts(name):
+    n = count_parameters(Surrogate(preset_model_config(name)))
+    print(f"\npreset {name}: {n:,} parameters")
+    assert n > 0
+
+
+def test_full_preset_sizes():
+    cfg = preset_model_config("full")
+    assert (cfg.model_dim, cfg.depth, cfg.latent_tokens, cfg.window_size) == (384, 24, 512, 12)
+
+
+def test_any_number_of_points_and_rollout_shape():
+    model = build()
+    for n in (5, 40):
+        pos, vals, q = inputs(n=n)
+        out = model.rollout(pos, vals, 3, q)
+        assert out.shape == (2, 3, q.shape[1], 3)
+
+
+@pytest.mark.parametrize("bad", [dict(heads=3), dict(norm="batchnorm"), dict(pos_encoding="x"),
+                                 dict(depth=0), dict(u_shape=1)])
+def test_config_validation(bad):
+    with pytest.raises(ValueError):
+        SurrogateConfig(**{**TINY, **bad})
+
+
+def test_knob_model_dim():
+    assert count_parameters(build(model_dim=32)) > count_parameters(build(model_dim=16))
+    assert outputs_differ({}, dict(model_dim=32))
+
+
+def test_knob_depth():
+    assert len(build(depth=6).approximator.blocks) == 6
+    assert outputs_differ({}, dict(depth=6))
+
+
+def test_knob_window_size_changes_attention_pattern():
+    m4, m12 = build(window_size=4), build(window_size=12)
+    assert m4.approximator.blocks[0].window_layout(12) == (3, 4, 0)
+    assert m4.approximator.blocks[1].window_layout(12) == (3, 4, 2)  # shifted windows
+    assert m12.approximator.blocks[0].window_layout(12) == (1, 12, 0)  # full attention
+    assert outputs_differ(dict(window_size=4), dict(window_size=12))
+    assert outputs_differ(dict(window_size=4), dict(window_size=5))  # padded last window
+
+
+def test_window_attention_is_local():
+    """With windows of 4 and one (unshifted) block, token 0 cannot see token 11."""
+    m = build(depth=1, window_size=4)
+    z = torch.randn(1, 12, 16)
+    z2 = z.clone()
+    z2[0, 11] += 1.0
+    with torch.no_grad():
+        a, b = m.approximator.blocks[0](z), m.approximator.blocks[0](z2)
+    assert torch.equal(a[0, :8], b[0, :8])
+    assert not torch.equal(a[0, 8:], b[0, 8:])
+
+
+def test_knob_latent_tokens():
+    pos, vals, _ = inputs()
+    assert build(latent_tokens=20).encode(pos, vals).shape == (2, 20, 16)
+    assert outputs_differ({}, dict(latent_tokens=20))
+
+
+def test_knob_u_shape():
+    assert len(build(u_shape=True).approximator.skip_fuse) == 2
+    assert len(build(u_shape=False).approximator.skip_fuse) == 0
+    assert outputs_differ(dict(u_shape=True), dict(u_shape=False))
+
+
+def test_knob_pos_encoding():
+    assert outputs_differ(dict(pos_encoding="sincos"), dict(pos_encoding="learned"))
+
+
+def test_knob_norm():
+    assert isinstance(build(norm="rmsnorm").approximator.norm, torch.nn.RMSNorm)
+    assert outputs_differ(dict(norm="layernorm"), dict(norm="rmsnorm"))
+
+
+def test_knob_channel_separated():
+    m = build(channel_separated=True)
+    assert len(m.encoder.embed) == 3
+    assert outputs_differ(dict(channel_separated=False), dict(channel_separated=True))
+
+
+def test_positions_are_physical_and_normalisation_round_trips():
+    m = build()
+    m.set_statistics([1.0, 2.0, 3.0], [2.0, 2.0, 4.0], [0.0, 0.0], [10.0, 5.0])
+    x = torch.randn(4, 7, 3)
+    assert torch.allclose(m.denormalize(m.normalize(x)), x, atol=1e-6)
+    assert torch.allclose(m.unit_positions(torch.tensor([10.0, 5.0])), torch.ones(2))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    m = build()
+    payload = {"model_config": {**SurrogateConfig(**TINY).__dict__},
+               "ema": {"surrogate": m.state_dict()}, "spec": {"run": "x"}}
+    save_checkpoint(tmp_path / "c.pt", payload)
+    m2, spec = load_model(tmp_path / "c.pt")
+    assert spec == {"run": "x"}
+    x = inputs()
+    with torch.no_grad():
+        assert torch.equal(m(*x), m2(*x))
+    assert not math.isnan(count_parameters(m2))

@@ -1,0 +1,190 @@
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from physweep_testkit import synthetic_split, tiny_spec, write_dataset
+
+from physweep.model.surrogate import load_checkpoint, load_model
+from physweep.train import loop
+from physweep.train.loop import MACHINE_COLUMNS, TrainConfig, Trainer, train_run
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data"), with_ood=False)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return synthetic_split()
+
+
+def one_step(split, **train):
+    torch.set_num_threads(1)
+    t = Trainer(tiny_spec(**train), split)
+    row = t.train_step()
+    return t, row
+
+
+def weights(t):
+    return torch.cat([p.detach().flatten() for p in t.model.parameters()])
+
+
+def test_one_training_step_changes_weights(split):
+    t = Trainer(tiny_spec(), split)
+    before = weights(t).clone()
+    row = t.train_step()
+    assert row["finite"] and np.isfinite(row["loss"]) and row["grad_norm"] > 0
+    assert not torch.equal(before, weights(t))
+    assert t.step == 1 and t.tokens_seen == 64
+
+
+def test_full_run_writes_log_and_checkpoint(data, tmp_path):
+    out = train_run(tiny_spec(), data, tmp_path / "c.pt", tmp_path / "log.nc")
+    assert out["status"] == "ok" and out["step"] == out["total_steps"] == 6
+    with xr.open_dataset(tmp_path / "log.nc") as ds:
+        for name in loop.LOG_SCALARS:
+            assert ds[name].dims == ("step",)
+        assert ds["sampler_prob"].dims == ("step", "regime")
+        assert ds.attrs["status"] == "ok" and ds.attrs["diverged_step"] == -1
+        assert ds.attrs["steps_total"] == 6 and ds.attrs["tokens_seen"] == 384
+        assert list(ds["horizon"].values) == [1, 1, 1, 2, 2, 2]
+    model, spec = load_model(tmp_path / "c.pt")
+    assert spec["run"] == "tiny" and model.cfg.model_dim == 16
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert {"optimizer", "rng", "sampler", "curriculum", "norm_stats", "ema"} <= set(ckpt)
+
+
+def test_resume_from_probe_is_bitwise_identical(data, tmp_path):
+    spec = tiny_spec()
+    train_run(spec, data, tmp_path / "full.pt", tmp_path / "full.nc")
+    probe = train_run(spec, data, tmp_path / "probe.pt", tmp_path / "probe.nc", stop_fraction=0.5)
+    assert probe["step"] == 3
+    train_run(spec, data, tmp_path / "res.pt", tmp_path / "res.nc",
+              resume_from=tmp_path / "probe.pt")
+    a, b = load_checkpoint(tmp_path / "full.pt"), load_checkpoint(tmp_path / "res.pt")
+    for group in ("weights", "ema"):
+        for part in a[group]:
+            for k, v in a[group][part].items():
+                assert torch.equal(v, b[group][part][k]), (group, part, k)
+    with xr.open_dataset(tmp_path / "full.nc") as x, xr.open_dataset(tmp_path / "res.nc") as y:
+        assert list(x["step"].values) == list(y["step"].values) == [1, 2, 3, 4, 5, 6]
+        for name in x.data_vars:
+            if name not in MACHINE_COLUMNS:
+                np.testing.assert_array_equal(x[name].values, y[name].values, err_msg=name)
+
+
+def test_divergence_is_recorded_not_raised(data, tmp_path, monkeypatch):
+    real = Trainer.compute_loss
+
+    def nan_at_step_2(self, batch, h):
+        total, parts, per = real(self, batch, h)
+        return (total * float("nan") if self.step == 2 else total), parts, per
+
+    monkeypatch.setattr(Trainer, "compute_loss", nan_at_step_2)
+    out = train_run(tiny_spec(), data, tmp_path / "c.pt", tmp_path / "log.nc")
+    assert out["status"] == "diverged" and out["step"] == 3
+    with xr.open_dataset(tmp_path / "log.nc") as ds:
+        assert ds.attrs["status"] == "diverged" and ds.attrs["diverged_step"] == 3
+        assert np.isnan(ds["loss"].values[-1])
+    assert load_checkpoint(tmp_path / "c.pt")["status"] == "diverged"
+
+
+def test_huge_lr_diverges_or_stays_finite_without_crash(data, tmp_path):
+    out = train_run(tiny_spec(lr=1e6), data, tmp_path / "c.pt", tmp_path / "log.nc")
+    assert out["status"] in ("ok", "diverged")
+
+
+def test_sigusr1_preempts_after_the_step(data, tmp_path, monkeypatch):
+    real = Trainer.train_step
+
+    def step_and_signal(self):
+        row = real(self)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return row
+
+    monkeypatch.setattr(Trainer, "train_step", step_and_signal)
+    out = train_run(tiny_spec(), data, tmp_path / "c.pt", tmp_path / "log.nc")
+    assert out["status"] == "preempted" and out["step"] == 2
+    monkeypatch.undo()
+    out = train_run(tiny_spec(), data, tmp_path / "c2.pt", tmp_path / "log2.nc",
+                    resume_from=tmp_path / "c.pt")
+    assert out["status"] == "ok" and out["step"] == 6
+
+
+def test_config_checks():
+    with pytest.raises(ValueError):
+        TrainConfig(batch_tokens=100, points_per_sample=32)
+    with pytest.raises(ValueError):
+        TrainConfig(batch_tokens=128, points_per_sample=32, micro_batch=3)
+    with pytest.raises(ValueError):
+        TrainConfig(precision="fp16")
+
+
+# --- one test per training knob: it changes the computation ---------------------------------
+
+
+@pytest.mark.parametrize(("knob", "a", "b"), [("lr", 1e-3, 2e-3), ("warmup", 0.03, 0.5)])
+def test_knob_changes_update(split, knob, a, b):
+    ta, ra = one_step(split, **{knob: a})
+    tb, rb = one_step(split, **{knob: b})
+    assert ra["lr"] != rb["lr"]
+    assert not torch.equal(weights(ta), weights(tb))
+
+
+def test_knob_ema(split):
+    ta, _ = one_step(split, ema=0.9)
+    tb, _ = one_step(split, ema=0.99)
+    ea = ta.ema.module["surrogate"].encoder.queries
+    eb = tb.ema.module["surrogate"].encoder.queries
+    assert torch.equal(ta.model.encoder.queries, tb.model.encoder.queries)
+    assert not torch.equal(ea, eb)
+
+
+@pytest.mark.parametrize(("knob", "part"), [("projection_weight", "loss_physics"),
+                                            ("inverse_encode", "loss_inverse_encode"),
+                                            ("inverse_decode", "loss_inverse_decode")])
+def test_knob_loss_weights(split, knob, part):
+    t0, r0 = one_step(split, **{knob: 0.0})
+    t1, r1 = one_step(split, **{knob: 0.5})
+    t2, r2 = one_step(split, **{knob: 1.0})
+    assert r0[part] == 0.0 and r1[part] > 0
+    assert r1["loss"] != r2["loss"]
+    assert not torch.equal(weights(t1), weights(t2))
+
+
+def test_knob_max_horizon(split):
+    ta = Trainer(tiny_spec(max_horizon=2), split)
+    tb = Trainer(tiny_spec(max_horizon=3), split)
+    ta.step = tb.step = 5
+    assert (ta.train_step()["horizon"], tb.train_step()["horizon"]) == (2, 3)
+
+
+def test_knob_freeze_bottom_layers_on_expand(split):
+    for freeze in (True, False):
+        t = Trainer(tiny_spec(freeze_bottom_layers_on_expand=freeze), split)
+        t.step = 3  # first step of the second (expanded) stage
+        enc = t.model.encoder.queries.detach().clone()
+        top = t.model.approximator.blocks[1].mlp.fc1.weight.detach().clone()
+        t.train_step()
+        assert torch.equal(enc, t.model.encoder.queries) == freeze
+        assert not torch.equal(top, t.model.approximator.blocks[1].mlp.fc1.weight)
+
+
+def test_knob_sampler_temp(split):
+    ta, _ = one_step(split, sampler_temp=0.6)
+    tb, _ = one_step(split, sampler_temp=0.8)
+    assert not torch.allclose(ta.sampler.probabilities(), tb.sampler.probabilities())
+
+
+def test_corrector_loss_trained_only_when_steps_positive(split):
+    spec = tiny_spec()
+    spec["corrector"]["steps"] = 0
+    t = Trainer(spec, split)
+    assert t.train_step()["loss_corrector"] == 0.0
+    t2, row = one_step(split)
+    assert row["loss_corrector"] > 0
