@@ -128,5 +128,10 @@ def get_run_meta(wildcards):
     }
 
 
+def get_rerun_hint(wildcards):
+    """Template ({round}, {run}) of the command that reruns one run and what depends on it."""
+    return f"snakemake --cores 2 {{round}} --forcerun {R}/{{round}}/runs/{{run}}/probe/checkpoint.pt"
+
+
 def get_plan_records(wildcards):
     return plan_records(WCFG, WF.plans[wildcards.round])

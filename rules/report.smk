@@ -8,6 +8,10 @@ rule plan:
         f"{R}/logs/{{round}}/plan.log",
     conda:
         "../envs/physweep.yaml"
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
     params:
         records=get_plan_records,
     script:
@@ -36,12 +40,14 @@ rule report:
         f"{R}/benchmarks/{{round}}/report.tsv"
     conda:
         "../envs/physweep.yaml"
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
     params:
         runs=lambda w: WF.run_names(w.round),
         promoted=lambda w: get_promoted(w.round),
-        rerun_hint=lambda w: (
-            "snakemake --cores 2 {round} --forcerun " + R + "/{round}/runs/{run}/probe/checkpoint.pt"
-        ),
+        rerun_hint=get_rerun_hint,
     script:
         "../workflow/scripts/report.py"
 
@@ -56,6 +62,10 @@ rule index:
         f"{R}/logs/index.log",
     conda:
         "../envs/physweep.yaml"
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
     params:
         rounds=WF.rounds,
     script:

@@ -11,6 +11,10 @@ checkpoint decide:
         f"{LOGS}/decide.log",
     conda:
         "../envs/physweep.yaml"
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
     params:
         is_baseline=is_baseline,
         objective=get_objective,
@@ -28,6 +32,10 @@ rule block_winner:
         f"{R}/logs/{{round}}/blocks/{{block}}.log",
     conda:
         "../envs/physweep.yaml"
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
     params:
         runs=lambda w: WF.block_runs(w.round, w.block),
         knobs=lambda w: {r: WF.run_template(w.round, r)["nominal"] for r in WF.block_runs(w.round, w.block)},
@@ -46,6 +54,10 @@ checkpoint promote:
         f"{R}/logs/{{round}}/promote.log",
     conda:
         "../envs/physweep.yaml"
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
     params:
         runs=lambda w: WF.run_names(w.round),
         meta=get_run_meta,
@@ -67,6 +79,10 @@ rule rank:
         f"{R}/logs/{{round}}/rank.log",
     conda:
         "../envs/physweep.yaml"
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
     params:
         runs=lambda w: WF.run_names(w.round),
         promoted=lambda w: get_promoted(w.round),

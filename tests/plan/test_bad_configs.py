@@ -110,6 +110,10 @@ def unknown_preset(root):
     _edit(root / "config" / "config.yaml", lambda d: d.update(preset="huge"))
 
 
+def bad_data_key(root):
+    _edit(root / "config" / "presets" / "demo.yaml", lambda d: d["data"].update(n_trian=12))
+
+
 BATTERY = [
     # (mutation, file that must be named, key that must be named, what must be said)
     (unknown_knob, "round_a.yaml", "blocks[0].knobs.learning_rate", "unknown knob"),
@@ -129,6 +133,7 @@ BATTERY = [
     (bad_objective, "round_a.yaml", "objective", "not allowed"),
     (later_block_reference, "round_a.yaml", "blocks[1].fixed_from_block.block", "earlier block"),
     (unknown_preset, "config.yaml", "preset", "no preset file"),
+    (bad_data_key, "demo.yaml", "data", "n_trian"),
 ]
 
 

@@ -120,7 +120,7 @@ def test_config_checks():
     with pytest.raises(ValueError):
         TrainConfig(batch_tokens=100, points_per_sample=32)
     with pytest.raises(ValueError):
-        TrainConfig(batch_tokens=128, points_per_sample=32, micro_batch=3)
+        TrainConfig(micro_batch=0)
     with pytest.raises(ValueError):
         TrainConfig(precision="fp16")
 
@@ -188,3 +188,15 @@ def test_corrector_loss_trained_only_when_steps_positive(split):
     assert t.train_step()["loss_corrector"] == 0.0
     t2, row = one_step(split)
     assert row["loss_corrector"] > 0
+
+
+def test_uneven_accumulation_keeps_the_batch(split):
+    # 5 samples per step in micro-batches of 2 (2 + 2 + 1): every sample counts once
+    t, row = one_step(split, batch_tokens=160, points_per_sample=32, micro_batch=2,
+                      budget_tokens=160 * 4)
+    assert row["finite"] and t.tokens_seen == 160
+    calls = []
+    real = t.draw_batch
+    t.draw_batch = lambda sub, h: calls.append(len(sub)) or real(sub, h)
+    t.train_step()
+    assert calls == [2, 2, 1]

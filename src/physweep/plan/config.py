@@ -8,6 +8,7 @@ what the Snakefile and the ``physweep`` CLI call.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ def load_workflow_config(
     preset = read_yaml(preset_file)
     validate(preset, "preset", preset_file)
 
+    check_preset_sections(preset, preset_file)
+
     rounds_dir = _resolve(root, config["rounds_dir"])
     if not rounds_dir.is_dir():
         raise ConfigError(config_file, "rounds_dir", f"{rounds_dir} is not a directory")
@@ -111,6 +114,24 @@ def load_workflow_config(
     for name in rounds:
         check_round(wcfg, name)
     return wcfg
+
+
+def check_preset_sections(preset: dict[str, Any], preset_file: Path) -> None:
+    """Build the dataset config and eval suites now, so a bad key fails before any job runs."""
+    from physweep.configs import from_dict
+    from physweep.evaluate.suite import EvalSuite
+    from physweep.physics.dataset import DatasetConfig
+
+    try:
+        from_dict(DatasetConfig, dict(preset["data"]))
+    except (TypeError, ValueError) as exc:
+        allowed = ", ".join(f.name for f in dataclasses.fields(DatasetConfig))
+        raise ConfigError(str(preset_file), "data", str(exc), allowed) from exc
+    for name, suite in preset["eval"].items():
+        try:
+            from_dict(EvalSuite, dict(suite, name=name))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(preset_file), f"eval.{name}", str(exc)) from exc
 
 
 def check_round(wcfg: WorkflowConfig, name: str) -> None:

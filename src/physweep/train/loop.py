@@ -8,7 +8,8 @@ Vocabulary
   ``total_steps = budget_tokens // batch_tokens`` (the budget is the same for every run of a
   round, so runs are compared at equal tokens).
 * ``micro_batch`` samples go through one forward/backward; gradients are accumulated over
-  ``samples_per_step // micro_batch`` micro-batches before one optimizer step.
+  ``ceil(samples_per_step / micro_batch)`` micro-batches (the last one may be smaller; each is
+  weighted by its share of the samples) before one optimizer step.
 
 Loss of one sample (fields normalised by per-channel training statistics; all terms MSE):
 
@@ -119,9 +120,6 @@ class TrainConfig:
             raise ValueError("sampler_temp must be > 0")
         if self.batch_tokens % self.points_per_sample:
             raise ValueError("batch_tokens must be a multiple of points_per_sample")
-        if self.samples_per_step % self.micro_batch:
-            raise ValueError(f"samples per step {self.samples_per_step} is not a multiple of "
-                             f"micro_batch {self.micro_batch}")
         if self.budget_tokens < self.batch_tokens:
             raise ValueError("budget_tokens < batch_tokens: zero steps")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -335,12 +333,13 @@ class Trainer:
         self.modules.train()
         self.optimizer.zero_grad(set_to_none=True)
         traj = self.sampler.sample(cfg.samples_per_step, self.gen)
-        n_micro = cfg.samples_per_step // cfg.micro_batch
+        n = cfg.samples_per_step
         sums = dict.fromkeys(("loss", "loss_rollout", "loss_inverse_encode",
                               "loss_inverse_decode", "loss_physics", "loss_corrector"), 0.0)
         finite = True
-        for k in range(n_micro):
-            sub = traj[k * cfg.micro_batch : (k + 1) * cfg.micro_batch]
+        for start in range(0, n, cfg.micro_batch):
+            sub = traj[start : start + cfg.micro_batch]  # the last micro-batch may be smaller
+            weight = len(sub) / n  # micro-batch losses are sample means: weight by its share
             batch = self.draw_batch(sub, h)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                 total, parts, per_sample = self.compute_loss(batch, h)
@@ -348,11 +347,11 @@ class Trainer:
                 finite = False
                 sums["loss"] = float("nan")
                 break
-            (total / n_micro).backward()
+            (total * weight).backward()
             self.sampler.update(sub, per_sample)
-            sums["loss"] += float(total.detach()) / n_micro
+            sums["loss"] += float(total.detach()) * weight
             for name, v in parts.items():
-                sums[name] += float(v) / n_micro
+                sums[name] += float(v) * weight
         params = [p for p in self.modules.parameters() if p.grad is not None]
         if finite:
             max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")

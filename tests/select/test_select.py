@@ -1,0 +1,114 @@
+"""Early stop, promotion and ranking follow the playbook's rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from physweep.select.early_stop import baseline_sigma, decide
+from physweep.select.rank import block_winner, promote, rank
+from physweep.select.scores import objective_score, read_eval
+
+
+def write_eval(path, nrmse, gates_pass=True, diverged=False, ece=0.1, j=math.nan, s=0.01,
+               n_traj=4, spread=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    per = nrmse + spread * rng.standard_normal((n_traj, 3))
+    ds = xr.Dataset(
+        {"nrmse": (("traj", "lead"), per),
+         "ece": ("traj", np.full(n_traj, ece)),
+         "gate_divergence": ("traj", np.full(n_traj, 0.1)),
+         "gate_divergence_pass": ("traj", np.full(n_traj, gates_pass))},
+        attrs={"nrmse": float(per.mean()), "nrmse_long": float(per[:, 1:].mean()),
+               "nrmse_ood": math.nan, "ece": ece, "crps": 0.1, "spread_skill": 1.0,
+               "s_per_step": s, "j_per_step": j, "diverged": int(diverged),
+               "gates_pass": int(gates_pass), "long_horizon_from": 2})
+    ds.to_netcdf(path)
+    return path
+
+
+def test_sigma_from_seed_replicates(tmp_path):
+    evals = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])]
+    mean, sigma, method = baseline_sigma(evals, "nrmse")
+    assert method == "seeds"
+    assert mean == pytest.approx(0.52) and sigma == pytest.approx(0.02)
+
+
+def test_sigma_by_bootstrap_with_one_seed(tmp_path):
+    ev = write_eval(tmp_path / "b.nc", 0.5, spread=0.05, n_traj=16)
+    mean, sigma, method = baseline_sigma([ev], "nrmse", bootstrap_samples=2000)
+    per_traj = xr.open_dataset(ev)["nrmse"].values.mean(axis=1)
+    assert method == "bootstrap"
+    # bootstrap sigma of the mean ~ std / sqrt(n)
+    assert sigma == pytest.approx(per_traj.std(ddof=1) / 4, rel=0.15)
+
+
+@pytest.mark.parametrize(("score", "expected"), [(0.45, "continue"), (0.51, "stop"), (0.60, "stop")])
+def test_decision_is_one_sigma_better_than_baseline(tmp_path, score, expected):
+    base = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])]
+    run = write_eval(tmp_path / "r.nc", score)
+    out = decide("r", False, run, base, "nrmse", sigma_factor=1.0, probe_fraction=0.35)
+    assert out["decision"] == expected
+    assert out["saved_fraction"] == (0.65 if expected == "stop" else 0.0)
+
+
+def test_sigma_factor_moves_the_threshold(tmp_path):
+    base = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])]
+    run = write_eval(tmp_path / "r.nc", 0.49)  # 1.5 sigma better
+    assert decide("r", False, run, base, "nrmse", 1.0, 0.35)["decision"] == "continue"
+    assert decide("r", False, run, base, "nrmse", 2.0, 0.35)["decision"] == "stop"
+
+
+def test_baseline_continues_and_diverged_stops(tmp_path):
+    base = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52])]
+    assert decide("b0", True, base[0], base, "nrmse", 1.0, 0.35)["decision"] == "baseline"
+    bad = write_eval(tmp_path / "d.nc", math.nan, diverged=True)
+    assert decide("d", False, bad, base, "nrmse", 1.0, 0.35)["decision"] == "diverged"
+
+
+def test_objectives(tmp_path):
+    s = read_eval(write_eval(tmp_path / "a.nc", 0.4, ece=0.07, s=0.5))
+    assert objective_score(s, "nrmse") == pytest.approx(0.4)
+    assert objective_score(s, "ece") == pytest.approx(0.07)
+    assert objective_score(s, "nrmse_per_joule") == pytest.approx(0.2)  # energy missing: s/step
+    s2 = read_eval(write_eval(tmp_path / "b.nc", 0.4, j=3.0))
+    assert objective_score(s2, "nrmse_per_joule") == pytest.approx(1.2)
+
+
+def _runs(tmp_path, table):
+    runs = {}
+    for name, (score, gates, decision) in table.items():
+        runs[name] = {"eval": write_eval(tmp_path / f"{name}.nc", score, gates_pass=gates),
+                      "decision": {"decision": decision, "continue": decision in ("continue", "baseline")},
+                      "knobs": {"lr": score}, "replicate": name.endswith("~1"), "block": "b",
+                      "seed": 1 if name.endswith("~1") else 0, "is_baseline": name.startswith("base")}
+    return runs
+
+
+def test_promotion_skips_gate_failures_stopped_runs_and_replicates(tmp_path):
+    runs = _runs(tmp_path, {"baseline": (0.5, True, "baseline"), "baseline_seed~1": (0.1, True, "baseline"),
+                            "good": (0.3, True, "continue"), "cheat": (0.05, False, "continue"),
+                            "stopped": (0.2, True, "stop")})
+    out = promote(runs, "nrmse", k=2)
+    assert out["promoted"] == ["good", "baseline"]
+
+
+def test_block_winner_and_rank(tmp_path):
+    runs = _runs(tmp_path, {"baseline": (0.5, True, "baseline"), "good": (0.3, True, "continue"),
+                            "cheat": (0.05, False, "continue")})
+    assert block_winner(runs, "nrmse")["best"]["run"] == "good"
+    full = {"good": write_eval(tmp_path / "good_full.nc", 0.35)}
+    df, winners = rank(runs, full, "nrmse", "r", ["lr"])
+    assert winners["winners"] == ["good"] and winners["fixed_for_next"] == {"lr": 0.3}
+    cheat = df[df["run"] == "cheat"].iloc[0]
+    assert bool(cheat["gates_pass"]) is False and cheat["rank"] is pd_na()
+    assert list(df["run"][:2]) == ["good", "baseline"]
+
+
+def pd_na():
+    import pandas as pd
+
+    return pd.NA

@@ -1,0 +1,90 @@
+"""A tiny round really runs end to end, and forcing one run re-executes that run and what
+depends on it, and nothing else."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import xarray as xr
+import yaml
+from snakerun import ROOT, snakemake
+
+pytestmark = pytest.mark.slow
+
+TINY = Path(__file__).parent / "tiny"
+
+
+def _tiny_preset() -> dict:
+    preset = yaml.safe_load((ROOT / "config" / "presets" / "demo.yaml").read_text())
+    preset["sizes"]["budget_steps"] = {"scale": 0.0015, "multiple": 1}  # 20000 -> 30 steps
+    preset["data"] = {"name": "channel_tiny", "n_train": 6, "n_test": 2, "n_ood": 2,
+                      "n_snapshots": 12, "spinup_steps": 1500, "batch_size": 10}
+    preset["train"]["points_per_sample"] = 128
+    preset["sizes"]["batch_tokens"] = {"scale": 0.0078125, "multiple": 128}  # 512 = 4 x 128
+    for suite in preset["eval"].values():
+        suite.update(points=128, ensemble_members=2, horizon=4, long_horizon_from=3)
+    preset["eval"]["small"]["n_traj"] = 2
+    return preset
+
+
+@pytest.fixture(scope="module")
+def tiny_round(tmp_path_factory):
+    work = tmp_path_factory.mktemp("tiny")
+    (work / "presets").mkdir()
+    (work / "rounds").mkdir()
+    (work / "presets" / "tiny.yaml").write_text(yaml.safe_dump(_tiny_preset()))
+    shutil.copy(TINY / "round_t.yaml", work / "rounds" / "round_t.yaml")
+    cfg = yaml.safe_load((TINY / "config.yaml").read_text())
+    cfg.update(presets_dir=str(work / "presets"), rounds_dir=str(work / "rounds"))
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake("round_t", "--cores", "2", "--configfile", str(work / "config.yaml"), cwd=work,
+              timeout=1200)
+    return work
+
+
+def _outputs(work: Path) -> dict[str, float]:
+    return {str(p.relative_to(work)): p.stat().st_mtime_ns
+            for p in (work / "results").rglob("*") if p.is_file() and "logs" not in p.parts
+            and "benchmarks" not in p.parts}
+
+
+def test_round_produces_report_ranking_and_winners(tiny_round):
+    res = tiny_round / "results" / "round_t"
+    assert (res / "report.html").stat().st_size > 10_000
+    winners = yaml.safe_load((res / "winners.yaml").read_text())
+    assert winners["winners"] and set(winners["fixed_for_next"]) >= {"lr", "warmup", "ema"}
+    ranking = (res / "ranking.csv").read_text().splitlines()
+    assert len(ranking) == 1 + 4  # header + baseline, baseline_seed~1, two grid runs
+    promoted = json.loads((res / "promoted.json").read_text())["promoted"]
+    assert len(promoted) <= 1
+    for run in promoted:
+        assert (res / "runs" / run / "full_eval.nc").exists()
+    # every run was decided at the probe point; stopped runs have no final checkpoint
+    for run_dir in (res / "runs").iterdir():
+        decision = json.loads((run_dir / "decision.json").read_text())
+        assert (run_dir / "final" / "checkpoint.pt").exists() == decision["continue"]
+        with xr.open_dataset(run_dir / "small_eval.nc") as ds:
+            assert "nrmse" in ds and ds.attrs["nrmse"] > 0
+
+
+def test_forcing_one_run_reruns_only_it_and_its_dependents(tiny_round):
+    work = tiny_round
+    run = "lr~4.5e-4"
+    before = _outputs(work)
+    snakemake("round_t", "--cores", "2", "--forcerun",
+              f"results/round_t/runs/{run}/probe/checkpoint.pt",
+              "--configfile", str(work / "config.yaml"), cwd=work, timeout=900)
+    after = _outputs(work)
+    changed = {p for p in after if before.get(p) != after[p]}
+    own = {p for p in changed if f"/runs/{run}/" in p}
+    assert f"results/round_t/runs/{run}/probe/checkpoint.pt" in own
+    assert f"results/round_t/runs/{run}/small_eval.nc" in own
+    others = {p for p in changed if "/runs/" in p and f"/runs/{run}/" not in p}
+    assert not others, f"other runs were touched: {sorted(others)}"
+    # the round-level products that depend on the run were redone; the data was not
+    assert "results/round_t/ranking.csv" in changed
+    assert "results/round_t/report.html" in changed
+    assert not any(p.startswith("results/data/") for p in changed)
