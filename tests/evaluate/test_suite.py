@@ -1,23 +1,16 @@
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
+from physweep_testkit import synthetic_split, tiny_spec, write_dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
-
-from physweep_testkit import install_physics_fakes, synthetic_split, tiny_spec, write_dataset  # noqa: E402, I001
-
-install_physics_fakes()
-
-from physweep.evaluate.rollout import rollout_ensemble  # noqa: E402
-from physweep.evaluate.suite import EvalSuite, evaluate_checkpoint, summary  # noqa: E402
-from physweep.model.corrector import CorrectorConfig, load_denoiser  # noqa: E402
-from physweep.model.surrogate import load_checkpoint, load_model, save_checkpoint  # noqa: E402
-from physweep.train.loop import train_run  # noqa: E402
+from physweep.evaluate.rollout import rollout_ensemble
+from physweep.evaluate.suite import EvalSuite, evaluate_checkpoint, summary
+from physweep.model.corrector import CorrectorConfig, load_denoiser
+from physweep.model.surrogate import load_checkpoint, load_model, save_checkpoint
+from physweep.train.loop import train_run
 
 SUITE = EvalSuite("small", splits=["test", "ood"], n_traj=2, horizon=4, long_horizon_from=3,
                   ensemble_members=3, points=48)

@@ -63,10 +63,11 @@ class EvalSuite:
 
 
 def _gates(pred, mask, inflow, grid, truth, thresholds) -> tuple[dict, dict]:
-    from physweep.physics.gates import check_gates, compute_gates
+    """Gate values and pass/fail; compute_gates records non-finite fields as failing values."""
+    from physweep.physics.gates import check_gates, compute_gates, default_thresholds
 
     values = compute_gates(pred, mask, inflow, grid, truth=truth)
-    return values, check_gates(values, thresholds)
+    return values, check_gates(values, thresholds or default_thresholds())
 
 
 def evaluate_checkpoint(checkpoint: Path, data_dir: Path, suite: EvalSuite, out_path: Path,
@@ -127,11 +128,8 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, suite: EvalSuite, out_
             row["calibration"] = metrics.calibration_curve(e_i, t_i)
             row["crps"] = float(metrics.crps_ensemble(e_i, t_i).mean())
             row["spread_skill"] = metrics.spread_skill_ratio(e_i, t_i)
-            try:
-                values, passes = _gates(mean[i], mask, split.inflow[i], grid, truth[i],
-                                        suite.thresholds)
-            except Exception:  # noqa: BLE001 - a failed rollout is recorded, never raised
-                values, passes = {}, {}
+            values, passes = _gates(mean[i], mask, split.inflow[i], grid, truth[i],
+                                    suite.thresholds)
             if not finite:
                 passes = dict.fromkeys(passes, False)
             row["gates"] = ({k: float(v) for k, v in values.items()},
@@ -144,7 +142,7 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, suite: EvalSuite, out_
     ind = ~ood
     long = ds["lead"].values >= suite.long_horizon_from
     gate_pass = [v for v in ds.data_vars if v.startswith("gate_") and v.endswith("_pass")]
-    all_pass = all(bool(ds[v].values.all()) for v in gate_pass) if gate_pass else True
+    all_pass = bool(gate_pass) and all(bool(ds[v].values.all()) for v in gate_pass)
     summ = {
         "nrmse": _mean(ds["nrmse"].values[ind]),
         "nrmse_long": _mean(ds["nrmse"].values[ind][:, long]),

@@ -1,14 +1,9 @@
-"""Shared test helpers: a tiny synthetic dataset, tiny run specs, and stand-ins for the physics
-modules (dataset / gates / projections) that are used only while those are not installed."""
+"""Shared test helpers: a tiny synthetic dataset and tiny run specs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,91 +87,3 @@ def tiny_spec(run: str = "tiny", **train) -> dict:
     base.update(train)
     return {"run": run, "round": "test", "seed": 0, "model": to_dict(model),
             "corrector": to_dict(corr), "train": to_dict(TrainConfig(**base)), "nominal": {}}
-
-
-# ---------------------------------------------------------------------------------------------
-# Stand-ins for physics modules under construction (installed only if the real one is missing)
-# ---------------------------------------------------------------------------------------------
-
-
-def _fake_dataset() -> types.ModuleType:
-    mod = types.ModuleType("physweep.physics.dataset")
-
-    def load_split(path):
-        with xr.open_dataset(path) as ds:
-            f = np.stack([ds[c].values for c in ("u", "v", "p")], axis=2)
-            names = json.loads(ds.attrs["regime_names"])
-            xs, ys = ds["x"].values, ds["y"].values
-            yy, xx = np.meshgrid(ys, xs, indexing="ij")
-            return FlowSplit(
-                fields=torch.from_numpy(f).float(), mask=torch.from_numpy(ds["mask"].values > 0),
-                coords=torch.from_numpy(np.stack([xx, yy], -1)).float(),
-                inflow=torch.from_numpy(ds["inflow"].values).float(),
-                regime=torch.tensor([names.index(str(r)) for r in ds["regime"].values]),
-                regime_names=names, geometry=[str(g) for g in ds["geometry"].values],
-                reynolds=torch.from_numpy(ds["reynolds"].values).float(),
-                dt=float(ds.attrs["dt"]), dx=float(ds.attrs["dx"]))
-
-    def sample_points(mask, n, generator):
-        fluid = torch.nonzero(mask.flatten()).flatten()
-        if n is None or n >= len(fluid):
-            return fluid
-        return fluid[torch.randperm(len(fluid), generator=generator)[:n]].sort().values
-
-    mod.load_split, mod.sample_points = load_split, sample_points
-    return mod
-
-
-def _fake_gates() -> types.ModuleType:
-    mod = types.ModuleType("physweep.physics.gates")
-
-    @dataclass(frozen=True)
-    class GridInfo:
-        dx: float
-
-    def grid_info(split):
-        return GridInfo(dx=split.dx)
-
-    def physics_residual(fields, mask, inflow, grid):
-        u, v = fields[:, 0], fields[:, 1]
-        div = (u[:, 1:-1, 2:] - u[:, 1:-1, :-2] + v[:, 2:, 1:-1] - v[:, :-2, 1:-1]) / (2 * grid.dx)
-        m = mask[:, 1:-1, 1:-1].float()
-        return (div.pow(2) * m).sum(dim=(1, 2)) / m.sum(dim=(1, 2)).clamp_min(1)
-
-    def compute_gates(pred, mask, inflow, grid, truth=None):
-        r = physics_residual(pred, mask.expand(pred.shape[0], -1, -1),
-                             inflow.expand(pred.shape[0], -1), grid)
-        return {"divergence": float(r.mean())}
-
-    def check_gates(values, thresholds):
-        thr = thresholds or {"divergence": 1e6}
-        return {k: bool(values[k] <= thr.get(k, math.inf)) for k in values}
-
-    mod.GridInfo, mod.grid_info, mod.physics_residual = GridInfo, grid_info, physics_residual
-    mod.compute_gates, mod.check_gates = compute_gates, check_gates
-    return mod
-
-
-def _fake_projections() -> types.ModuleType:
-    mod = types.ModuleType("physweep.physics.projections")
-
-    def project(fields, mask, inflow, grid):
-        return fields * mask[:, None].to(fields.dtype)  # no-slip on solid cells
-
-    mod.project = project
-    return mod
-
-
-def install_physics_fakes() -> list[str]:
-    import physweep.physics as pkg
-
-    installed = []
-    for name, build in (("dataset", _fake_dataset), ("gates", _fake_gates),
-                        ("projections", _fake_projections)):
-        full = f"physweep.physics.{name}"
-        if full in sys.modules or importlib.util.find_spec(full) is not None:
-            continue
-        sys.modules[full] = build()
-        setattr(pkg, name, sys.modules[full])
-        installed.append(name)
-    return installed

@@ -1,3 +1,0 @@
-from physweep_testkit import install_physics_fakes
-
-install_physics_fakes()
