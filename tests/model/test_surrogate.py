@@ -25,7 +25,27 @@ def inputs(b=2, n=40, q=24, seed=0):
 
 def build(seed=0, **kw):
     torch.manual_seed(seed)
-    return Surrogate(SurrogateConfig(**{**TINY, **kw})).eval()
+    model = Surrogate(SurrogateConfig(**{**TINY, **kw})).eval()
+    # stand in for a trained decoder head (it starts at zero: an untrained model = persistence)
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.2)
+    return model
+
+
+def test_untrained_model_predicts_persistence():
+    torch.manual_seed(0)
+    model = Surrogate(SurrogateConfig(**TINY)).eval()
+    pos, vals, _ = inputs()
+    with torch.no_grad():
+        out = model.rollout(pos, vals, 2, pos)  # queries on the input points
+    assert torch.allclose(out[:, 0], vals, atol=1e-5) and torch.allclose(out[:, 1], vals, atol=1e-5)
+
+
+def test_anchor_interpolates_between_points():
+    model = Surrogate(SurrogateConfig(**TINY))
+    pos = torch.tensor([[[0.0, 0.0], [1.0, 0.0]]])
+    vals = torch.tensor([[[1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
+    mid = model.anchor(pos, vals, torch.tensor([[[0.5, 0.0], [1.0, 0.0]]]))
+    assert mid[0, 0, 0].item() == pytest.approx(2.0) and mid[0, 1, 0].item() == pytest.approx(3.0)
 
 
 def outputs_differ(a: dict, b: dict) -> bool:

@@ -119,3 +119,12 @@ def test_workflow_constraints_admit_only_planned_names(wcfg):
     pat = re.compile(f"^(?:{wf.run_regex})$")
     assert pat.match("lr~2e-4_warmup~0.03") and pat.match("baseline_seed~2")
     assert not pat.match("lr~2e-4_warmup~0.04") and not pat.match("../etc")
+
+
+def test_ema_window_scales_with_the_budget(wcfg):
+    plan = plan_round(wcfg, "round_a")
+    spec = build_spec(template(wcfg, plan, plan.run("baseline")))
+    steps = spec["train"]["budget_tokens"] // spec["train"]["batch_tokens"]
+    # same averaging window as a fraction of training: (1 - ema_eff) * steps == (1 - ema) * 20000
+    assert spec["train"]["ema"] == pytest.approx(0.9995 ** (20000 / steps))
+    assert (1 - spec["train"]["ema"]) * steps == pytest.approx((1 - 0.9995) * 20000, rel=0.1)

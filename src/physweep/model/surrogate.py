@@ -16,6 +16,12 @@ Data flow (B batch, N input points, S supernodes, L latent tokens, Q query point
 
 Latent rollout: encode once, apply ``approximate`` repeatedly, decode only where needed.
 
+Anchored (residual) output: a prediction at query positions is ``anchor + decode(z_t)``, where
+the anchor is the *initial* state carried from the input point set to the queries by
+inverse-distance k-NN interpolation (``ANCHOR_NEIGHBOURS`` points). The decoder head starts at
+zero, so an untrained model predicts persistence and training learns the change since t = 0.
+The anchor needs only the input point set, so the model stays discretization-agnostic.
+
 Units: the model reads positions in physical coordinates (metres) and rescales them to [0, 1]
 with the ``pos_lo`` / ``pos_hi`` buffers; it reads and writes fields *normalised* by the
 per-channel dataset statistics in the ``field_mean`` / ``field_std`` buffers (``normalize`` /
@@ -41,6 +47,11 @@ from physweep.io import atomic_path
 # Number of input points that send a message to each supernode (UPT uses a radius graph; a kNN
 # graph has a fixed degree, so the cost is the same for every discretisation).
 SUPERNODE_NEIGHBOURS = 8
+
+# Input points interpolated (inverse squared distance) to carry the initial state to a query.
+ANCHOR_NEIGHBOURS = 4
+# Queries processed per chunk of the anchor's distance matrix (bounds memory at full scale).
+ANCHOR_CHUNK = 4096
 
 # ----------------------------------------------------------------------------------------------
 # Building blocks
@@ -307,6 +318,9 @@ class Decoder(nn.Module):
         self.cross = CrossBlock(d, cfg.heads, cfg.norm)
         self.norm = make_norm(cfg.norm, d)
         self.head = nn.Linear(d, cfg.in_channels)
+        # zero-initialised head: decode() starts as "no change", the model as persistence
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, z: torch.Tensor, pos01: torch.Tensor) -> torch.Tensor:
         q = self.query(self.pos(pos01))  # (B, Q, D)
@@ -362,6 +376,28 @@ class Surrogate(nn.Module):
         """(B, L, D) latent, (B, Q, 2) physical query positions -> (B, Q, C) normalised values."""
         return self.decoder(z, self.unit_positions(pos))
 
+    def anchor(self, pos: torch.Tensor, values: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Initial state at the query positions: (B, N, 2), (B, N, C), (B, Q, 2) -> (B, Q, C).
+
+        Inverse-squared-distance weights over the ANCHOR_NEIGHBOURS nearest input points; a
+        query on an input point gets that point's value (up to 1e-12 relative).
+        """
+        k = min(ANCHOR_NEIGHBOURS, pos.shape[1])
+        p, out = self.unit_positions(pos), []
+        for q in self.unit_positions(query).split(ANCHOR_CHUNK, dim=1):
+            d2 = torch.cdist(q, p).pow(2)  # (B, q, N)
+            d2, idx = d2.topk(k, dim=-1, largest=False)  # (B, q, k)
+            w = 1.0 / (d2 + 1e-12)
+            w = w / w.sum(dim=-1, keepdim=True)
+            neigh = torch.gather(values.unsqueeze(1).expand(-1, q.shape[1], -1, -1), 2,
+                                 idx.unsqueeze(-1).expand(-1, -1, -1, values.shape[-1]))
+            out.append((w.unsqueeze(-1) * neigh).sum(dim=2))  # (B, q, C)
+        return torch.cat(out, dim=1)
+
+    def predict(self, z: torch.Tensor, anchor: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Anchored prediction: (B, L, D) latent, (B, Q, C) anchor, (B, Q, 2) -> (B, Q, C)."""
+        return anchor + self.decode(z, pos)
+
     def rollout(self, pos: torch.Tensor, values: torch.Tensor, horizon: int,
                 query: torch.Tensor) -> torch.Tensor:
         """Latent rollout: encode once, approximate ``horizon`` times, decode every step.
@@ -369,15 +405,17 @@ class Surrogate(nn.Module):
         Returns (B, horizon, Q, C) normalised predictions at the query positions.
         """
         z = self.encode(pos, values)
+        base = self.anchor(pos, values, query)
         out = []
         for _ in range(horizon):
             z = self.approximate(z)
-            out.append(self.decode(z, query))
+            out.append(self.predict(z, base, query))
         return torch.stack(out, dim=1)
 
     def forward(self, pos, values, query):
         """One step: (B, N, 2), (B, N, C), (B, Q, 2) -> (B, Q, C)."""
-        return self.decode(self.approximate(self.encode(pos, values)), query)
+        z = self.approximate(self.encode(pos, values))
+        return self.predict(z, self.anchor(pos, values, query), query)
 
     # --- bottom layers (horizon curriculum) ----------------------------------------------------
     def bottom_parameters(self) -> list[nn.Parameter]:

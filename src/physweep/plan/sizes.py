@@ -23,3 +23,13 @@ def effective_batch(preset: dict, nominal: int, preset_file: str = "preset") -> 
     pps = int(preset["train"]["points_per_sample"])
     batch = effective_size(preset, "batch_tokens", nominal, preset_file)
     return max(pps, int(round(batch / pps)) * pps)
+
+
+def effective_ema(ema: float, budget_nominal: int, budget_effective: int) -> float:
+    """EMA decay for a shorter (or longer) training budget.
+
+    The EMA averages over about 1 / (1 - decay) steps; a preset that trains for fewer steps
+    keeps that window the same *fraction of training*: decay_eff = decay ** (nominal / effective)
+    (0.9995 over 20000 steps -> 0.882 over 80 steps; identity at the playbook's scale).
+    """
+    return float(ema) ** (budget_nominal / budget_effective)

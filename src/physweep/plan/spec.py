@@ -16,7 +16,7 @@ from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.errors import ConfigError
 from physweep.plan.round import Pending, PlannedRun, RoundPlan
-from physweep.plan.sizes import effective_batch, effective_size
+from physweep.plan.sizes import effective_batch, effective_ema, effective_size
 
 MODEL_KNOBS = ("model_dim", "depth", "latent_tokens", "window_size", "u_shape", "pos_encoding",
                "norm", "channel_separated")
@@ -89,6 +89,7 @@ def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = 
     corrector.update(preset["corrector"])
     train = {k: eff[k] for k in TRAIN_KNOBS}
     train["lr"] = lr
+    train["ema"] = effective_ema(nominal["ema"], tpl["budget_steps"], budget_steps)
     train.update(preset["train"])
     train.update(batch_tokens=batch, budget_tokens=budget_steps * ref_batch, seed=tpl["seed"])
     return {
@@ -97,5 +98,6 @@ def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = 
         "model": model, "corrector": corrector, "train": train,
         "nominal": nominal,
         "effective": {k: eff[k] for k in K.SIZE_KNOBS} | {"batch_tokens": batch, "lr": lr,
+                                                          "ema": train["ema"],
                                                           "steps_total": budget_steps * ref_batch // batch},
     }

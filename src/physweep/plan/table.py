@@ -7,7 +7,7 @@ from typing import Any
 from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.round import Pending, RoundPlan
-from physweep.plan.sizes import effective_batch, effective_size
+from physweep.plan.sizes import effective_batch, effective_ema, effective_size
 
 
 def _cell(wcfg: WorkflowConfig, knob: str, value: Any) -> str:
@@ -18,6 +18,12 @@ def _cell(wcfg: WorkflowConfig, knob: str, value: Any) -> str:
         eff = effective_size(wcfg.preset, knob, value, str(wcfg.preset_file))
         if eff != value:
             text += f"->{eff}"
+    elif knob == "ema":
+        nominal = wcfg.config["compute"]["budget_steps"]
+        steps = effective_size(wcfg.preset, "budget_steps", nominal, str(wcfg.preset_file))
+        eff = effective_ema(value, nominal, steps)
+        if steps != nominal:
+            text += f"->{eff:.4g}"
     return text
 
 
@@ -47,7 +53,8 @@ def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
             "run": r.name, "block": r.block, "blocks": r.blocks, "seed": r.seed,
             "baseline": r.is_baseline,
             "nominal": {k: str(v) if isinstance(v, Pending) else v for k, v in r.values.items()},
-            "effective": {k: _cell(wcfg, k, v) for k, v in r.values.items() if k in K.SIZE_KNOBS},
+            "effective": {k: _cell(wcfg, k, v) for k, v in r.values.items()
+                          if k in K.SIZE_KNOBS or k == "ema"},
             "fixed_from": {k: o for k, o in r.origin.items() if o.startswith(("winner", "best"))},
             "batch_tokens": _batch_text(wcfg, r),
             "lr_scaled": _lr_text(wcfg, r),

@@ -24,7 +24,7 @@ Loss of one sample (fields normalised by per-channel training statistics; all te
   ‖E(D(ẑ_1)) − ẑ_1‖² with ẑ_1 = A(z_0) decoded at the input points; ẑ_1 is the (detached) target.
 * L_phys: mean ``physics.gates.physics_residual`` of the denormalised decoded grid fields of all
   h steps (units of the residual; weight = ``projection_weight``, the same w that blends the
-  projection at inference: pred + w/(1+w)·(project(pred) − pred), ``evaluate.rollout``).
+  projection at inference: pred + (1 − e^−w)·(project(pred) − pred), ``evaluate.rollout``).
 * L_corrector: the latent denoiser's noise-prediction loss (``model.corrector.denoiser_loss``),
   0 when ``steps = 0``.
 A term whose weight is 0 is not computed.
@@ -288,18 +288,24 @@ class Trainer:
             z = m.approximate(z)
             zs.append(z)
         zs_all = torch.stack(zs, dim=1)  # (B, h, L, D)
-        q = self.grid_pos.expand(b * h, -1, -1)  # (B*h, H*W, 2)
-        pred = m.decode(zs_all.flatten(0, 1), q)  # (B*h, H*W, C)
+        q = self.grid_pos.expand(b, -1, -1)  # (B, H*W, 2)
+        base = m.anchor(pos, vals, q).repeat_interleave(h, dim=0)  # (B*h, H*W, C) state at t=0
+        pred = m.predict(zs_all.flatten(0, 1), base, q.repeat_interleave(h, dim=0))
         pred = pred.transpose(1, 2).reshape(b, h, c, hh, ww)  # (B, h, C, H, W)
         per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3, 4))  # (B,)
         parts = {"loss_rollout": per_sample.mean()}
         zero = per_sample.new_zeros(())
+        base_pts = m.anchor(pos, vals, pos) if cfg.inverse_decode > 0 or cfg.inverse_encode > 0 else None
+        # inverse decode: decoding the encoder's latent reproduces the input (decoder inverts encoder)
         parts["loss_inverse_decode"] = (
-            (m.decode(z0, pos).float() - vals).pow(2).mean() if cfg.inverse_decode > 0 else zero)
+            (m.predict(z0, base_pts, pos).float() - vals).pow(2).mean()
+            if cfg.inverse_decode > 0 else zero)
         if cfg.inverse_encode > 0:
+            # inverse encode: re-encoding the decoded prediction gives the approximator's latent
             z1 = zs[0]
             parts["loss_inverse_encode"] = (
-                m.encode(pos, m.decode(z1, pos)).float() - z1.detach().float()).pow(2).mean()
+                m.encode(pos, m.predict(z1, base_pts, pos)).float() - z1.detach().float()
+            ).pow(2).mean()
         else:
             parts["loss_inverse_encode"] = zero
         if cfg.projection_weight > 0:
