@@ -27,12 +27,25 @@ rule report:
         full=get_full_evals,
         logs=get_train_logs,
     output:
-        html=f"{R}/{{round}}/report.html",
+        html=report(
+            f"{R}/{{round}}/report.html",
+            category="{round}",
+            subcategory="round report",
+            caption="../report/round_report.rst",
+        ),
         figures=report(
             directory(f"{R}/{{round}}/figures"),
             patterns=["{name}.png"],
             category="{round}",
+            subcategory="figures",
             caption="../report/figures.rst",
+        ),
+        tables=report(
+            directory(f"{R}/{{round}}/tables"),
+            patterns=["{name}.html"],
+            category="{round}",
+            subcategory="tables",
+            caption="../report/tables.rst",
         ),
     log:
         f"{R}/logs/{{round}}/report.log",

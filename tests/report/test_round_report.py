@@ -218,3 +218,60 @@ def test_round_report_minimal_inputs(tmp_path):
     assert body.count("<tr") == 2 and "not measured" in body
     assert html.count('<img src="data:image/png;base64,') == len(FIGURE_NAMES)
     assert "Input problems" in html and "no_plan.json" in html
+
+
+# ----------------------------------------------------------------------------- issue: round
+# reports people want to read (reliability, effects, summary wording, provenance, tables)
+
+
+def test_round_report_sections_on_synthetic_round(tmp_path):
+    from physweep.report.synthetic import make_round
+
+    inputs = make_round(tmp_path / "round", n_runs=30)
+    ranking = pd.read_csv(inputs["ranking_csv"])
+    winner = ranking.loc[ranking["winner"], "run"].iloc[0]
+    promoted = list(ranking.loc[ranking["promoted"], "run"])
+    out = build_round_report(**inputs, out_html=tmp_path / "r.html", figures_dir=tmp_path / "f",
+                             tables_dir=tmp_path / "t",
+                             rerun_hint="snakemake --cores 2 {round} --forcerun "
+                                        "results/{round}/runs/{run}/probe/checkpoint.pt")
+    html = out.read_text()
+    summary = html.split("<h2>Ranking</h2>")[0]
+    # summary wording: objective, winner + what the next round fixes, compute saved in GPU-hours
+    assert "Objective:</b> nrmse (lowest" in summary
+    assert winner in summary and "lr = " in summary and "ema = " in summary
+    assert re.search(r"Early-stopped:</b> \d+ run\(s\), saving [\d.]+% of the round's training "
+                     r"compute, ≈ [\d.e-]+ GPU-hours", summary)
+    for run in promoted:
+        assert run in summary
+    div = ranking.loc[ranking["status"] == "diverged", "run"].iloc[0]
+    assert div in summary.split("Diverged:")[1].split("</li>")[0]
+    assert promoted[1] in summary.split("Failing physics gates:")[1]
+    # reliability of the promoted runs and the effects figures
+    for name in ("reliability", "main_effects", "interactions"):
+        assert (tmp_path / "f" / FIGURE_NAMES[name]).stat().st_size > 5_000
+    assert "Reliability diagram" in html
+    effects = html.split("<h2>Effects of the swept knobs</h2>")[1].split("<h2>")[0]
+    assert "at the probe point" in effects and "lower is better" in effects
+    assert "lr × ema" in effects and "LR x EMA" in effects  # the known interaction is tested
+    assert "window_size x model_dim" in effects  # not swept: said so, not plotted
+    # provenance: hardware, per-run resolved config and rerun command
+    assert "1x NVIDIA H100 80GB HBM3" in html and "demo" in html
+    runs_table = _table(html, "runs")
+    assert runs_table.split("<tbody>")[1].count("<tr>") == len(ranking)
+    assert "&quot;nominal&quot;" in runs_table  # the run_spec JSON
+    for run in ranking["run"]:
+        assert f"results/round_s/runs/{run}/probe/checkpoint.pt" in runs_table
+    # standalone tables for Snakemake's report
+    assert 'id="ranking"' in (tmp_path / "t" / "ranking.html").read_text()
+    assert "F tests" in (tmp_path / "t" / "effects.html").read_text()
+
+
+def test_effects_response_is_the_probe_score(tmp_path):
+    from physweep.report.round import _effects_response
+
+    df = pd.DataFrame({"run": ["a", "b", "c", "d"], "score": [0.9, 0.8, math.inf, 0.7]})
+    dec = {"a": {"run_score": 0.5}, "b": {"run_score": 0.6}, "c": {"decision": "diverged"}}
+    vals, src = _effects_response(df, dec, {"c": "diverged"})
+    assert list(vals[:2]) == [0.5, 0.6] and math.isnan(vals[2]) and vals[3] == 0.7
+    assert src == "mixed"

@@ -19,5 +19,6 @@ build_round_report(
     plan_json=Path(snakemake.input.plan),
     out_html=Path(snakemake.output.html),
     figures_dir=Path(snakemake.output.figures),
+    tables_dir=Path(snakemake.output.tables),
     rerun_hint=snakemake.params.rerun_hint,
 )

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -18,6 +19,9 @@ __all__ = [
     "FIGURE_NAMES",
     "error_vs_lead_figure",
     "gate_matrix_figure",
+    "interactions_figure",
+    "main_effects_figure",
+    "reliability_figure",
     "learning_curves_figure",
     "pareto_front",
     "pareto_figure",
@@ -29,6 +33,9 @@ FIGURE_NAMES = {
     "error_vs_lead": "error_vs_lead.png",
     "pareto": "pareto.png",
     "gate_matrix": "gate_matrix.png",
+    "reliability": "reliability.png",
+    "main_effects": "main_effects.png",
+    "interactions": "interactions.png",
 }
 
 _DPI = 90
@@ -51,6 +58,15 @@ def _note(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _log_y(ax) -> None:
+    """Log y axis with plain-number tick labels (no 6x10^0 within a decade)."""
+    ax.set_yscale("log")
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
 def _finite(a) -> np.ndarray:
@@ -107,7 +123,7 @@ def learning_curves_figure(
     for i, ps in enumerate(sorted(set(float(p) for p in probe_steps if math.isfinite(p)))):
         ax.axvline(ps, color="k", ls=":", lw=1.2, label="probe point" if i == 0 else None)
     if all_pos:
-        ax.set_yscale("log")
+        _log_y(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     title = "Learning curves"
@@ -148,7 +164,7 @@ def error_vs_lead_figure(
                     label=run if emph or not many else None)
             pos = pos and bool((_finite(err) > 0).all()) and _finite(err).size > 0
         if pos:
-            ax.set_yscale("log")
+            _log_y(ax)
         ax.set_xlabel("lead time (steps)")
         ax.set_ylabel(f"{metric} (mean over trajectories)")
         ax.set_title(f"{split} split")
@@ -194,7 +210,7 @@ def pareto_figure(
             label="Pareto front")
     for i in np.flatnonzero(ok):
         emph = runs[i] in highlight
-        if emph or i in front or ok.sum() <= 12:
+        if emph or i in front or ok.sum() <= 6:
             ax.annotate(("★ " if emph else "") + runs[i], (cost[i], error[i]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points",
                         weight="bold" if emph else "normal")
@@ -241,6 +257,136 @@ def gate_matrix_figure(
                 txt = "n/m" if not np.isfinite(p) else ("pass" if p == 1 else "FAIL")
                 if values is not None and np.isfinite(v):
                     txt = f"{v:.3g}"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=6.5)
+                ax.text(j, i, txt, ha="center", va="center", fontsize=8)
     ax.set_title("Physics gates (green pass, red fail, grey not measured)", fontsize=10)
+    return _png(fig)
+
+
+def reliability_figure(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
+    *,
+    title: str = "Reliability diagram",
+    note: str = "",
+) -> bytes:
+    """Observed frequency vs nominal quantile level per run, with the diagonal.
+
+    ``curves[run] = (nominal_levels, observed_frequency, ece)`` (observed averaged over the
+    evaluated trajectories). Points under the diagonal at high levels = overconfident.
+    """
+    fig, (ax,) = _new((6.4, 5.4))
+    ax.plot([0, 1], [0, 1], color="0.3", ls="--", lw=1.2, label="perfect calibration")
+    usable = {r: c for r, c in curves.items() if _finite(c[1]).size}
+    if not usable:
+        _note(ax, note or "no calibration data (no ensemble evaluation)")
+        ax.set_title(title, fontsize=10)
+        return _png(fig)
+    for k, (run, (lev, obs, ece)) in enumerate(usable.items()):
+        lev, obs = np.asarray(lev, float), np.asarray(obs, float)
+        label = run + (f" (ECE {ece:.3g})" if math.isfinite(ece) else "")
+        ax.plot(lev, obs, marker="o", ms=3.5, lw=1.6, color=f"C{k % 10}", label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("nominal quantile level")
+    ax.set_ylabel("observed frequency (truth below the quantile)")
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    return _png(fig)
+
+
+def _level_labels(levels: Sequence) -> list[str]:
+    out = []
+    for v in levels:
+        if isinstance(v, float | np.floating):
+            out.append(f"{float(v):.4g}")
+        else:
+            out.append(str(v))
+    return out
+
+
+def main_effects_figure(
+    effects: Mapping[str, Mapping[str, Sequence]],
+    *,
+    response_label: str,
+    note: str = "",
+) -> bytes:
+    """One panel per knob: least-squares mean of the response per level (filled, line) and the
+    raw level mean (hollow, with n). ``effects[knob] = {"levels", "ls_mean", "mean", "n",
+    "p"}``; ``p`` may be NaN (no test possible)."""
+    knobs = list(effects)
+    ncols = max(1, min(len(knobs), 4))
+    nrows = max(1, math.ceil(len(knobs) / ncols))
+    fig = Figure(figsize=(3.3 * ncols + 0.6, 3.0 * nrows + 0.6), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel())
+    if not knobs:
+        _note(axes[0], note or "no knob was varied in this round")
+        return _png(fig)
+    for ax, knob in zip(axes, knobs, strict=False):
+        e = effects[knob]
+        xs = np.arange(len(e["levels"]))
+        ls = np.asarray(e["ls_mean"], float)
+        raw = np.asarray(e["mean"], float)
+        if np.isfinite(ls).any():
+            ax.plot(xs, ls, marker="o", color="C0", lw=1.8, label="adjusted mean (model)")
+        ax.plot(xs, raw, marker="o", ls="none", mfc="none", color="C1", label="raw mean")
+        for x, yv, n in zip(xs, raw, e["n"], strict=True):
+            if math.isfinite(yv):
+                ax.annotate(f"n={int(n)}", (x, yv), xytext=(0, -11), textcoords="offset points",
+                            ha="center", fontsize=7, color="0.35")
+        ax.set_xticks(xs, _level_labels(e["levels"]), fontsize=8)
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        p = float(e.get("p", math.nan))
+        ptxt = f"p = {p:.2g}" if math.isfinite(p) else "p not testable"
+        ax.set_title(f"{knob}  ({ptxt})", fontsize=9)
+        ax.set_xlabel(knob, fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(knobs):]:
+        ax.set_visible(False)
+    for r in range(nrows):
+        axes[r * ncols].set_ylabel(response_label, fontsize=8)
+    axes[0].legend(fontsize=7)
+    if note:
+        fig.suptitle(note, fontsize=9)
+    return _png(fig)
+
+
+def interactions_figure(
+    panels: Sequence[Mapping],
+    *,
+    response_label: str,
+    note: str = "",
+) -> bytes:
+    """Interaction plots: per pair, the mean response per level of ``a`` (x axis), one line per
+    level of ``b``. Parallel lines = no interaction. ``panels[i] = {"a", "b", "title", "cells"}``
+    with ``cells`` a DataFrame of ``a_level, b_level, n, mean``."""
+    ncols = max(1, min(len(panels), 3))
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig = Figure(figsize=(4.2 * ncols + 0.4, 3.4 * nrows + 0.6), dpi=_DPI,
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    if not panels:
+        fig.set_size_inches(8.0, 2.4)
+        _note(axes[0], note or "no interaction can be estimated from this round's design")
+        return _png(fig)
+    for ax, panel in zip(axes, panels, strict=False):
+        cells = panel["cells"]
+        a_levels = sorted(cells["a_level"].unique())
+        xs = {v: i for i, v in enumerate(a_levels)}
+        for k, bl in enumerate(sorted(cells["b_level"].unique())):
+            sub = cells[cells["b_level"] == bl].sort_values("a_level")
+            ax.plot([xs[v] for v in sub["a_level"]], sub["mean"], marker="o", color=f"C{k}",
+                    label=f"{panel['b']} = {_level_labels([bl])[0]}")
+        ax.set_xticks(range(len(a_levels)), _level_labels(a_levels), fontsize=8)
+        ax.set_xlabel(panel["a"], fontsize=8)
+        ax.set_ylabel(response_label, fontsize=8)
+        ax.set_title(panel.get("title", f"{panel['a']} x {panel['b']}"), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    if note:
+        fig.suptitle(note, fontsize=9)
     return _png(fig)

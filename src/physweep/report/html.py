@@ -26,6 +26,9 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th:hover { background: #e4e4e4; }
 th.asc::after { content: " \\25B2"; } th.desc::after { content: " \\25BC"; }
 td.text, th.text { text-align: left; }
+td.wrap { white-space: normal; min-width: 20em; }
+td.cmd { white-space: normal; word-break: break-all; min-width: 24em; } td.wrap pre { max-height: 30em; }
+h3 { margin-bottom: 0.3em; }
 tr.winner td { background: #fff4c2; font-weight: 600; }
 tr.promoted td:first-child { border-left: 4px solid #3b7dd8; }
 tr.diverged td, tr.failed td { color: #a00; }
@@ -116,6 +119,8 @@ def cell(value: Any, *, text: str | None = None, cls: str = "", sort_value: Any 
     if isinstance(key, bool):
         key = int(key)
     key_s = "" if is_missing(key) else str(key)
+    if isinstance(key, float) and math.isinf(key):
+        key_s = "Infinity" if key > 0 else "-Infinity"  # what JS Number() parses
     classes = [c for c in (cls, "nm" if missing else "") if c]
     if isinstance(value, str) and not classes:
         classes.append("text")

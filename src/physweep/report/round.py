@@ -16,6 +16,7 @@ import yaml
 from physweep import __version__
 from physweep.io import atomic_path, code_version, write_text
 from physweep.report import figures as F
+from physweep.report.effects import EffectsResult, estimate_effects, short_label
 from physweep.report.html import (
     NOT_MEASURED,
     cell,
@@ -256,8 +257,9 @@ def _compact(d: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
-def _provenance(logs: Mapping[str, Any], evals: Mapping[str, Any], plan: Any) -> str:
-    keys = ("code_version", "physweep_version", "energy_source", "hardware")
+def _provenance(logs: Mapping[str, Any], evals: Mapping[str, Any], plan: Any,
+                hw: list[str] | None = None, hw_source: str = "") -> str:
+    keys = ("code_version", "physweep_version", "energy_source", "hostname")
     seen: dict[str, dict[str, int]] = {k: {} for k in keys}
     packages: dict[str, dict[str, int]] = {}
     for ds in list(logs.values()) + list(evals.values()):
@@ -279,6 +281,8 @@ def _provenance(logs: Mapping[str, Any], evals: Mapping[str, Any], plan: Any) ->
     rows = []
     if isinstance(plan, Mapping):
         rows.append(("preset", plan.get("preset", "—"), "plan"))
+    for v in hw or []:
+        rows.append(("hardware", v, hw_source))
     for k in keys:
         for v, n in seen[k].items():
             rows.append((k, v, f"{n} file(s)"))
@@ -295,6 +299,243 @@ def _provenance(logs: Mapping[str, Any], evals: Mapping[str, Any], plan: Any) ->
     return out
 
 
+# ----------------------------------------------------------------------------- round facts
+
+_OBJECTIVE_TEXT = {
+    "nrmse": "lowest small/full-eval nRMSE, subject to the physics gates",
+    "ece": "best calibration (lowest ECE), subject to the physics gates",
+    "nrmse_per_joule": "lowest nRMSE x cost per step (J/step, s/step when energy is not "
+                       "measured), subject to the physics gates",
+    "long_horizon_ood": "lowest mean of long-horizon and OOD nRMSE, subject to the physics gates",
+}
+
+
+def _train_step_time(log) -> float:
+    """Median training wall time per step of one run (s), NaN when not logged."""
+    v = _values(log, "step_time_s")
+    if v is None:
+        return math.nan
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.median(v)) if v.size else math.nan
+
+
+def _hardware(logs: Mapping[str, Any]) -> tuple[list[str], str]:
+    """Hardware the runs trained on: the logs' ``hardware`` attribute when recorded, else this
+    machine's description when every log was written on this host, else the host names."""
+    recorded = sorted({str(ds.attrs["hardware"]) for ds in logs.values()
+                       if ds is not None and "hardware" in ds.attrs})
+    if recorded:
+        return recorded, "train logs"
+    hosts = {str(ds.attrs["hostname"]) for ds in logs.values()
+             if ds is not None and ds.attrs.get("hostname")}
+    import platform
+
+    if hosts and hosts <= {platform.node()}:
+        from physweep.train.telemetry import hardware_description
+
+        devices = set()
+        for ds in logs.values():
+            try:
+                devices.add(str(json.loads(ds.attrs["run_spec"])["train"].get("device", "auto")))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                devices.add("auto")
+        dev = "cpu" if devices == {"cpu"} else None
+        try:
+            return [hardware_description(dev)], (
+                f"this host ({platform.node()}), where the runs were trained")
+        except Exception:  # noqa: BLE001 - provenance is best effort
+            return [], ""
+    if hosts:
+        return [f"not recorded; trained on host(s) {', '.join(sorted(hosts))}"], "train logs"
+    return [], ""
+
+
+def _hours_unit(hw: list[str]) -> str:
+    text = " ".join(hw).lower()
+    if any(w in text for w in ("nvidia", "gpu", "amd instinct", "radeon", "h100", "a100")):
+        return "GPU-hours"
+    return "CPU-hours" if hw else "device-hours"
+
+
+def _round_hours(runs, logs, rows_by_run) -> float:
+    """Training hours actually spent by the round (steps run x median step time)."""
+    total = 0.0
+    for r in runs:
+        log = logs.get(r)
+        steps = _values(log, "step_time_s")
+        if steps is None:
+            return math.nan
+        total += float(np.nansum(steps[np.isfinite(steps)]))
+    return total / 3600 if runs else math.nan
+
+
+def _calibration(ds) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Mean calibration curve over the test trajectories of one eval file."""
+    if ds is None or "calibration" not in ds.variables:
+        return None
+    da = ds["calibration"]
+    if "quantile" not in da.dims:
+        return None
+    if "split" in ds.variables and "traj" in da.dims and ds["split"].dims == ("traj",):
+        test = np.asarray([str(v) == "test" for v in ds["split"].values])
+        if test.any():
+            da = da.isel(traj=np.flatnonzero(test))
+    obs = np.asarray(da.transpose(..., "quantile").values, float).reshape(-1, da.sizes["quantile"])
+    with np.errstate(all="ignore"):
+        obs = np.nanmean(obs, axis=0) if obs.size else obs
+    lev = np.asarray(ds["quantile"].values, float)
+    ece = _num(ds.attrs.get("ece"))
+    return lev, obs, ece
+
+
+def _effects_response(df: pd.DataFrame, dec: Mapping[str, Any], statuses) -> tuple[pd.Series, str]:
+    """Per-run response for the effects fit: the objective at the probe point (decision.json
+    ``run_score``, from probe_eval.nc) -- every run has it at the same training step, while
+    the ranking's score compares early-stopped runs (probe checkpoint) with runs trained to the
+    end. Falls back to the ranking score when a run has no decision. Diverged -> NaN."""
+    vals, sources = [], set()
+    for _, r in df.iterrows():
+        run = str(r["run"])
+        if statuses.get(run) == "diverged" or (dec.get(run) or {}).get("decision") == "diverged":
+            vals.append(math.nan)
+            continue
+        v = _num((dec.get(run) or {}).get("run_score"))
+        if math.isfinite(v):
+            sources.add("probe")
+        else:
+            v = _num(r.get("score"))
+            sources.add("ranking")
+        vals.append(v if math.isfinite(v) else math.nan)
+    src = ("probe" if sources == {"probe"} else "ranking" if sources == {"ranking"}
+           else "mixed")
+    return pd.Series(vals, index=df.index, dtype=float), src
+
+
+def _effects_section(df, dec, objective, statuses) -> tuple[EffectsResult | None, str, str]:
+    knob_cols = [c for c in df.columns if c.startswith("knob.")]
+    if not knob_cols:
+        return None, "No swept knobs in the ranking: no effects to estimate.", \
+            "<p>No swept knobs in the ranking (no <code>knob.*</code> columns).</p>"
+    runs = df[knob_cols].rename(columns=lambda c: c[5:]).copy()
+    runs["response"], src = _effects_response(df, dec, statuses)
+    try:
+        eff = estimate_effects(runs, list(runs.columns[:-1]), "response")
+    except Exception as exc:  # noqa: BLE001 - the report must still be written
+        return None, f"Effects could not be estimated: {esc(exc)}", \
+            f'<p class="warn">Effects could not be estimated: {esc(type(exc).__name__)}: ' \
+            f"{esc(exc)}</p>"
+    src_txt = {
+        "probe": "the objective at the probe point (each run's probe_eval, the score the "
+                 "early-stopping decision used), so early-stopped runs and runs trained to the "
+                 "end are compared at the same training step",
+        "ranking": "the ranking's objective score (small or full eval; early-stopped runs are "
+                   "scored at their probe checkpoint)",
+        "mixed": "the probe-point objective where a decision exists, else the ranking score",
+    }[src]
+    explain = (f"Response: {esc(objective)} — {src_txt}; lower is better. Diverged runs are "
+               f"left out. {eff.n_runs} runs used, knobs as categorical factors, OLS with "
+               "nested-model F tests (statsmodels anova_lm); residual degrees of freedom: "
+               f"{eff.residual_df}.")
+    caption = ("Main effects: model-adjusted mean of the response per level of each swept knob "
+               "(filled, line: overall mean + least-squares effect, so levels that happened to "
+               "run with good values of other knobs get no credit for them) and the raw mean "
+               "over the runs at that level (hollow, n = runs); p from the F test of the knob "
+               "in the additive model. " + explain)
+    rows = []
+    for _, a in eff.anova.iterrows():
+        label = (short_label(eff.labels.get(tuple(a["knobs"]), "—")) if a["kind"] == "interaction"
+                 else "—")
+        rows.append([a["term"].replace(":", " × "), a["kind"], label, int(a["df"]),
+                     a["sum_sq"], a["F"], a["p_value"]])
+    anova_html = simple_table(["term", "kind", "playbook note", "df", "sum of squares", "F",
+                               "p"], rows) if rows else "<p>Nothing could be tested.</p>"
+    main_rows = [[m["knob"], fmt(m["level"]), int(m["n"]), m["mean"], m["adjusted"],
+                  m["effect"]] for _, m in eff.main.iterrows()]
+    main_html = simple_table(["knob", "level", "runs", "raw mean", "adjusted mean (model)",
+                              "effect (vs mean of levels)"], main_rows) if main_rows else ""
+    notes = eff.notes or ["Every requested effect was estimable."]
+    fixed = ", ".join(f"{k} = {fmt(v)}" for k, v in eff.fixed.items())
+    html = (f"<p>{explain}</p>"
+            + (f"<p class=\"muted\">Swept but constant among the runs used: {esc(fixed)}.</p>"
+               if fixed else "")
+            + "<h3>What the design cannot separate</h3><div class=\"warn\">"
+            + _li([esc(n) for n in notes]) + "</div>"
+            + "<h3>Significance (F tests)</h3>" + anova_html
+            + "<h3>Level means</h3>" + main_html)
+    return eff, caption, html
+
+
+def _main_panels(eff: EffectsResult | None) -> dict[str, dict[str, Any]]:
+    if eff is None:
+        return {}
+    out = {}
+    for knob, g in eff.main.groupby("knob", sort=False):
+        out[str(knob)] = {"levels": list(g["level"]), "ls_mean": list(g["adjusted"]),
+                          "mean": list(g["mean"]), "n": list(g["n"]),
+                          "p": eff.p_value(str(knob))}
+    return out
+
+
+def _inter_panels(eff: EffectsResult | None) -> list[dict[str, Any]]:
+    if eff is None:
+        return []
+    out = []
+    for (a, b), cells in eff.interactions.items():
+        p = eff.p_value(f"{a}:{b}")
+        label = eff.labels.get((a, b))
+        title = (short_label(label) + " — " if label else "") + f"{a} × {b}"
+        title += f" (p = {p:.2g})" if math.isfinite(p) else " (p not testable)"
+        out.append({"a": a, "b": b, "title": title, "cells": cells})
+    return out
+
+
+def _fixed_text(fixed: Any, df: pd.DataFrame) -> str:
+    """Knobs the next round fixes: the ones swept here first, the unchanged rest folded."""
+    if not isinstance(fixed, Mapping) or not fixed:
+        return "nothing"
+    swept = {c[5:] for c in df.columns if c.startswith("knob.")}
+    head = [k for k in fixed if k in swept]
+    rest = [k for k in fixed if k not in swept]
+
+    def codes(keys):
+        return ", ".join(f"<code>{esc(k)} = {esc(fixed[k])}</code>" for k in keys)
+
+    if not head or not rest:
+        return codes(head or rest)
+    return (codes(head) + f" (swept in this round) <details><summary>and {len(rest)} knobs not "
+            "swept here</summary>" + codes(rest) + "</details>")
+
+
+def _per_run_provenance(runs, logs, evals, statuses, cmds, swept=()) -> str:
+    rows = []
+    for r in runs:
+        log = logs.get(r)
+        spec_raw = None
+        for ds in (log, evals.get(r)):
+            if ds is not None and "run_spec" in ds.attrs:
+                spec_raw = ds.attrs["run_spec"]
+                break
+        try:
+            spec = json.loads(spec_raw) if spec_raw else None
+        except (TypeError, ValueError):
+            spec = None
+        code = str(log.attrs.get("code_version", "—")) if log is not None else "—"
+        nominal = spec.get("nominal") if isinstance(spec, Mapping) else None
+        shown = ({k: nominal.get(k) for k in swept if k in nominal}
+                 if isinstance(nominal, Mapping) and swept else {})
+        cfg = (f"<details><summary>{esc(_compact(shown) if shown else 'run_spec')}</summary>"
+               f"<pre>{esc(json.dumps(spec, indent=1, sort_keys=True))}</pre></details>"
+               if isinstance(spec, Mapping) else '<span class="nm">not recorded</span>')
+        rows.append(f'<tr><td class="text"><code>{esc(r)}</code></td>'
+                    f'<td class="text">{esc(statuses.get(r, "—"))}</td>'
+                    f'<td class="text">{esc(code)}</td>'
+                    f'<td class="text wrap">{cfg}</td>'
+                    f'<td class="text cmd"><code>{esc(cmds.get(r, "—"))}</code></td></tr>')
+    return table(["run", "status", "code version", "resolved config (swept knobs; click for all)",
+                  "rerun command"],
+                 rows, table_id="runs")
+
+
 # ----------------------------------------------------------------------------- main entry
 
 
@@ -309,13 +550,16 @@ def build_round_report(
     out_html: Path,
     figures_dir: Path | None = None,
     rerun_hint: str = DEFAULT_RERUN_HINT,
+    tables_dir: Path | None = None,
 ) -> Path:
     """Write the round's HTML report (atomically) and return its path.
 
     ``rerun_hint`` is a ``str.format`` template with ``{round}`` and ``{run}``. With
     ``figures_dir`` every figure is also written there as PNG (names in
     :data:`physweep.report.figures.FIGURE_NAMES`; the set is fixed, missing data gives a figure
-    with a note). Missing or unreadable inputs are listed in the report, never fatal -- except
+    with a note); with ``tables_dir`` (and ``figures_dir``) the ranking and the effects tables
+    are also written there as standalone HTML pages (``ranking.html``, ``effects.html``) for
+    Snakemake's report. Missing or unreadable inputs are listed in the report, never fatal -- except
     the ranking CSV, without which there is no report.
     """
     inp = _Inputs()
@@ -367,7 +611,7 @@ def build_round_report(
             frac = 1.0 - _num(row.get("compute_fraction"))
         frac = frac if math.isfinite(frac) else math.nan
         total = _total_steps(r, logs.get(r), row)
-        sps = _num(row.get("s_per_step"))
+        sps = _train_step_time(logs.get(r))
         hours = frac * total * sps / 3600 if all(map(math.isfinite, (frac, total, sps))) \
             else math.nan
         if math.isfinite(frac):
@@ -380,9 +624,9 @@ def build_round_report(
     saved_pct = 100.0 * saved_total / n_runs if n_runs else math.nan
     used = [_num(c) for c in col("compute_fraction")]
     used_pct = 100.0 * np.nanmean(used) if any(math.isfinite(u) for u in used) else math.nan
-    hw = sorted({str(ds.attrs["hardware"]) for ds in logs.values()
-                 if ds is not None and "hardware" in ds.attrs})
-    unit = "device-hours" + (f" on {', '.join(hw)}" if hw else "")
+    hw, hw_source = _hardware(logs)
+    unit = _hours_unit(hw)
+    round_hours = _round_hours(runs, logs, rows_by_run)
 
     # ---- gate failures
     gate_fail: dict[str, list[str]] = {}
@@ -395,33 +639,44 @@ def build_round_report(
     # ---- summary
     fixed = win.get("fixed_for_next") or {}
     summary = [
-        f"<b>Objective:</b> {esc(objective)}",
-        f"<b>Winner(s):</b> {_runs_list(winners)}",
-        "<b>Fixed for the next round:</b> "
-        + (", ".join(f"<code>{esc(k)} = {esc(v)}</code>" for k, v in fixed.items())
-           if isinstance(fixed, Mapping) and fixed else "nothing"),
+        f"<b>Objective:</b> {esc(objective)} ({esc(_OBJECTIVE_TEXT.get(str(objective), ''))})",
+        f"<b>Winner(s):</b> {_runs_list(winners)}"
+        + (f" — {esc(win.get('reason'))}" if win.get("reason") else ""),
+        "<b>Fixed for the next round:</b> " + _fixed_text(fixed, df),
         f"<b>Runs:</b> {n_runs}; promoted to full eval: {_runs_list(promoted)}",
     ]
     if stopped:
-        detail = "; ".join(
-            f"<code>{esc(r)}</code> saved {fmt(100 * f if math.isfinite(f) else f)}% of its budget"
-            + (f" (≈ {h:.3g} {esc(unit)})" if math.isfinite(h) else "")
-            for r, f, h in saved_rows)
-        hours_txt = (f", ≈ {hours_total:.3g} {esc(unit)} at the measured s/step"
-                     if hours_known and saved_rows else "")
+        by_frac: dict[str, list[str]] = {}
+        for r, f, _h in saved_rows:
+            by_frac.setdefault(fmt(100 * f if math.isfinite(f) else f), []).append(r)
+        detail = "; ".join(f"{_runs_list(rs)} saved {esc(pct)}% of its budget" if len(rs) == 1
+                           else f"{len(rs)} runs saved {esc(pct)}% of their budget each"
+                           for pct, rs in by_frac.items())
+        hours_txt = (f", ≈ {hours_total:.3g} {esc(unit)} at each run's measured training "
+                     "step time" if hours_known and saved_rows else "")
         summary.append(
             f"<b>Early-stopped:</b> {len(stopped)} run(s), saving {fmt(saved_pct)}% of the "
-            f"round's training compute{hours_txt} ({detail}).")
+            f"round's training compute{hours_txt} ({detail})."
+            + (f"<details><summary>runs</summary>{_runs_list(stopped)}</details>"
+               if len(stopped) > 3 else ""))
     else:
         summary.append("<b>Early-stopped:</b> none")
     if math.isfinite(used_pct):
         summary.append(f"<b>Training compute used:</b> {used_pct:.0f}% of the round's full "
-                       "budget (mean compute fraction over runs)")
+                       "budget (mean compute fraction over runs)"
+                       + (f", ≈ {round_hours:.3g} {esc(unit)}" if math.isfinite(round_hours)
+                          else ""))
     summary.append(f"<b>Diverged:</b> {_runs_list(diverged)}")
     if failed:
         summary.append(f"<b>Failed:</b> {_runs_list(failed)}")
+    by_gates: dict[tuple[str, ...], list[str]] = {}
+    for r, g in gate_fail.items():
+        by_gates.setdefault(tuple(g), []).append(r)
     summary.append("<b>Failing physics gates:</b> " + (
-        "; ".join(f"<code>{esc(r)}</code>: {esc(', '.join(g))}" for r, g in gate_fail.items())
+        "; ".join((f"<code>{esc(rs[0])}</code>" if len(rs) == 1 else
+                   ("all " if len(rs) == n_runs else "") + f"{len(rs)} runs ("
+                   + _runs_list(rs) + ")") + f": {esc(', '.join(g))}"
+                  for g, rs in by_gates.items())
         if gate_fail else "none"))
     warnings = [str(w) for w in (plan.get("warnings") or [])]
     if warnings:
@@ -480,6 +735,11 @@ def build_round_report(
             gvals[i, j] = _num(rows_by_run[r].get(f"gate.{g}"))
 
     series = _lead_series(evals)
+    rel_runs = promoted or winners
+    rel_note = "" if promoted else ("no promoted run: winner(s) shown" if winners else "")
+    rel_curves = {r: c for r in rel_runs if (c := _calibration(evals.get(r))) is not None}
+    eff, eff_caption, eff_html = _effects_section(df, dec, objective, statuses)
+    resp_label = f"{objective} at the probe point (lower is better)"
     pngs = {
         "learning_curves": F.learning_curves_figure(
             curves, probe_steps=probe_steps, baseline_runs=baseline, highlight=highlight,
@@ -488,6 +748,11 @@ def build_round_report(
         "pareto": F.pareto_figure(runs, cost, err, cost_label=cost_label, highlight=highlight,
                                   note=pareto_note),
         "gate_matrix": F.gate_matrix_figure(runs, gates, passed, gvals),
+        "reliability": F.reliability_figure(
+            rel_curves, title="Reliability of the " + ("promoted runs (full eval)" if promoted
+                                                       else "winner(s)"), note=rel_note),
+        "main_effects": F.main_effects_figure(_main_panels(eff), response_label=resp_label),
+        "interactions": F.interactions_figure(_inter_panels(eff), response_label=resp_label),
     }
     captions = {
         "learning_curves": (
@@ -502,12 +767,38 @@ def build_round_report(
             "(no other run is both cheaper and more accurate). ★ = winner. "
             + (f"Not shown (nRMSE not measured): {_runs_list(excluded)}." if excluded else "")),
         "gate_matrix": "Physics gates per run with the measured values; grey = not measured.",
+        "reliability": (
+            "Reliability diagram: fraction of the truth that falls below each predicted "
+            "ensemble quantile, against the nominal level, mean over the evaluated test "
+            "trajectories. On the dashed diagonal = calibrated; a curve flatter than the "
+            "diagonal = over-confident (spread too narrow). Runs: "
+            + _runs_list(list(rel_curves)) + "."),
+        "main_effects": eff_caption,
+        "interactions": (
+            "Interaction plots for the knob pairs the design separates: mean response per "
+            "level combination. Parallel lines = no interaction. Pairs the design cannot "
+            "separate are listed under Effects instead of plotted."),
     }
     if figures_dir is not None:
         for key, png in pngs.items():
             with atomic_path(Path(figures_dir) / F.FIGURE_NAMES[key]) as tmp:
                 tmp.write_bytes(png)
-    figs_html = "\n".join(figure(pngs[k], captions[k], alt=k.replace("_", " ")) for k in pngs)
+    fig_groups = {"Training and accuracy": ["learning_curves", "error_vs_lead", "pareto"],
+                  "Physics gates and calibration": ["gate_matrix", "reliability"]}
+    figs_html = "\n".join(
+        f"<h3>{esc(title)}</h3>" + "\n".join(
+            figure(pngs[k], captions[k], alt=k.replace("_", " ")) for k in keys)
+        for title, keys in fig_groups.items())
+    eff_figs = "\n".join(figure(pngs[k], captions[k], alt=k.replace("_", " "))
+                         for k in ("main_effects", "interactions"))
+    tables_html = {"ranking": page(f"physweep {round_name}: ranking", (
+        f"<h1>Ranking of {esc(round_name)}</h1><p class=\"muted\">★ winner · ▲ promoted · "
+        "click a column header to sort.</p>" + ranking_html)),
+        "effects": page(f"physweep {round_name}: effects",
+                        f"<h1>Effects of the swept knobs: {esc(round_name)}</h1>" + eff_html)}
+    if tables_dir is not None:
+        for key, text in tables_html.items():
+            write_text(Path(tables_dir) / f"{key}.html", text)
 
     # ---- decisions table
     dec_rows = [[r] + [d.get(f) for f in DECISION_FIELDS] for r, d in dec.items()]
@@ -518,27 +809,41 @@ def build_round_report(
     warn_html = (_li([esc(w) for w in warnings]) if warnings
                  else "<p>No guardrail warnings from the planner.</p>")
     plan_rows = []
-    for spec in plan.get("runs") or []:
+    plan_specs = [sp for sp in plan.get("runs") or [] if isinstance(sp, Mapping)]
+    nominals = [sp.get("nominal") or {} for sp in plan_specs]
+    all_keys = list(dict.fromkeys(k for nm in nominals if isinstance(nm, Mapping) for k in nm))
+    common = {k: nominals[0].get(k) for k in all_keys
+              if all(isinstance(nm, Mapping) and nm.get(k) == nominals[0].get(k)
+                     for nm in nominals)} if nominals and isinstance(nominals[0], Mapping) else {}
+    for spec in plan_specs:
         if not isinstance(spec, Mapping):
             continue
         nominal = spec.get("nominal") or {}
         effective = spec.get("effective") or {}
         changed = ({k: v for k, v in effective.items() if nominal.get(k) != v}
                    if isinstance(effective, Mapping) else {})
+        varied = ({k: v for k, v in nominal.items() if k not in common}
+                  if isinstance(nominal, Mapping) else nominal)
         plan_rows.append([spec.get("run"), spec.get("block"), spec.get("seed"),
-                          _compact(nominal), _compact(changed), spec.get("lr_scaled"),
+                          _compact(varied), _compact(changed), spec.get("lr_scaled"),
                           _compact(spec.get("fixed_from"))])
-    plan_html = simple_table(["run", "block", "seed", "nominal", "effective (where different)",
-                              "lr scaled", "fixed from"], plan_rows) if plan_rows else ""
+    plan_html = simple_table(["run", "block", "seed", "nominal (knobs that differ between runs)",
+                              "effective (where different)", "lr scaled", "fixed from"],
+                             plan_rows) if plan_rows else ""
+    if plan_html and common:
+        plan_html = (f"<details><summary>Nominal values common to all {len(plan_specs)} runs"
+                     f"</summary><p>{esc(_compact(common))}</p></details>") + plan_html
 
     # ---- rerun
     example_run = winners[0] if winners else (runs[0] if runs else "RUN")
     try:
         example = rerun_hint.format(round=round_name, run=example_run)
-        all_cmds = "\n".join(rerun_hint.format(round=round_name, run=r) for r in runs)
+        cmds = {r: rerun_hint.format(round=round_name, run=r) for r in runs}
     except (KeyError, IndexError, ValueError) as exc:
         inp.problems.append(f"rerun_hint template: {exc}")
-        example, all_cmds = rerun_hint, ""
+        example, cmds = rerun_hint, {}
+    runs_html = _per_run_provenance(runs, logs, evals, statuses, cmds,
+                                    [c[5:] for c in df.columns if c.startswith("knob.")])
 
     problems_html = ""
     if inp.problems:
@@ -557,6 +862,9 @@ NaN values are shown as "{NOT_MEASURED}".</p>
 {ranking_html}
 <h2>Figures</h2>
 {figs_html}
+<h2>Effects of the swept knobs</h2>
+{eff_html}
+{eff_figs}
 <h2>Early-stopping decisions</h2>
 {dec_html}
 <h2>Guardrail warnings</h2>
@@ -565,11 +873,12 @@ NaN values are shown as "{NOT_MEASURED}".</p>
 {plan_html or "<p>No plan entries.</p>"}
 {problems_html}
 <h2>Provenance</h2>
-{_provenance(logs, evals, plan)}
-<h2>How to rerun a run</h2>
-<p>From the workflow directory, for run <code>{esc(example_run)}</code>:</p>
+{_provenance(logs, evals, plan, hw, hw_source)}
+<h2>Runs: resolved configuration and rerun command</h2>
+<p>From the repository root, rerun one run (and exactly what depends on it), e.g.
+<code>{esc(example_run)}</code>:</p>
 <pre>{esc(example)}</pre>
-<details><summary>Commands for every run</summary><pre>{esc(all_cmds)}</pre></details>
+{runs_html}
 """
     out_html = Path(out_html)
     write_text(out_html, page(f"physweep {round_name}", body))
