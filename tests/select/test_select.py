@@ -112,3 +112,17 @@ def pd_na():
     import pandas as pd
 
     return pd.NA
+
+
+def test_early_stopped_runs_are_ranked_but_cannot_win(tmp_path):
+    runs = _runs(tmp_path, {"baseline": (0.5, True, "baseline"), "baseline_seed~1": (0.45, True, "baseline"),
+                            "stopped": (0.2, True, "stop"), "failing": (0.1, False, "continue")})
+    full = {"baseline": write_eval(tmp_path / "b_full.nc", 0.6, gates_pass=False)}
+    df, winners = rank(runs, full, "nrmse", "r", ["lr"])
+    # the promoted baseline failed a gate in the full eval; the best complete gate-passing run is
+    # a baseline replicate, so the baseline configuration (seed 0 name) is carried forward
+    assert winners["winners"] == ["baseline"]
+    stopped = df[df["run"] == "stopped"].iloc[0]
+    assert stopped["status"] == "early_stopped" and not stopped["winner"]
+    ranks = dict(zip(df["run"], df["rank"], strict=True))
+    assert ranks["baseline_seed~1"] < ranks["stopped"]

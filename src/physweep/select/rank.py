@@ -84,18 +84,26 @@ def rank(runs: dict[str, dict[str, Any]], full_evals: dict[str, Path], objective
         rows.append(row)
     df = pd.DataFrame(rows)
     rankable = df[(df["status"] != "diverged") & df["gates_pass"] & df["score"].map(math.isfinite)]
-    order = sorted(rankable.index, key=lambda i: (not df.at[i, "promoted"], df.at[i, "score"],
-                                                   df.at[i, "run"]))
+    # promoted runs (full eval) first, then runs trained to the end, then early-stopped runs
+    # (their probe-point results are kept, marked, but cannot win)
+    order = sorted(rankable.index, key=lambda i: (not df.at[i, "promoted"],
+                                                   df.at[i, "status"] == "early_stopped",
+                                                   df.at[i, "score"], df.at[i, "run"]))
     for pos, i in enumerate(order, start=1):
         df.at[i, "rank"] = pos
     df["rank"] = df["rank"].astype("Int64")
-    if order and df.at[order[0], "promoted"]:
-        best, reason = df.at[order[0], "run"], "best promoted run by full-eval objective"
-    elif order:
-        best, reason = df.at[order[0], "run"], "no promoted run passed: best small-eval run"
+    complete = [i for i in order if df.at[i, "status"] == "ok"]
+    if complete and df.at[complete[0], "promoted"]:
+        best, reason = df.at[complete[0], "run"], "best promoted run by full-eval objective"
+    elif complete:
+        best = df.at[complete[0], "run"]
+        reason = ("no promoted run passed the gates in the full eval: best gate-passing run "
+                  "trained to the end (small eval)")
     else:
         best = next((n for n, r in runs.items() if r.get("is_baseline")), df.at[0, "run"])
-        reason = "no run passed the physics gates: the baseline is carried forward"
+        reason = "no run trained to the end passed the physics gates: the baseline is carried forward"
+    if runs[best].get("is_baseline"):  # a baseline replicate: the baseline configuration wins
+        best = min((n for n, r in runs.items() if r.get("is_baseline")), key=lambda n: runs[n]["seed"])
     df.loc[df["run"] == best, "winner"] = True
     df = df.sort_values(["rank", "run"], na_position="last").reset_index(drop=True)
     cost_label = objective_cost_label([read_eval(r["eval"]) for r in runs.values()])
