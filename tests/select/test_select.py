@@ -120,8 +120,8 @@ def test_early_stopped_runs_are_ranked_but_cannot_win(tmp_path):
     full = {"baseline": write_eval(tmp_path / "b_full.nc", 0.6, gates_pass=False)}
     df, winners = rank(runs, full, "nrmse", "r", ["lr"])
     # the promoted baseline failed a gate in the full eval; the best complete gate-passing run is
-    # a baseline replicate, so the baseline configuration (seed 0 name) is carried forward
-    assert winners["winners"] == ["baseline"]
+    # a baseline replicate: the baseline configuration is carried forward
+    assert winners["winners"] == ["baseline_seed~1"]
     stopped = df[df["run"] == "stopped"].iloc[0]
     assert stopped["status"] == "early_stopped" and not stopped["winner"]
     ranks = dict(zip(df["run"], df["rank"], strict=True))

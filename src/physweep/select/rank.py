@@ -102,8 +102,6 @@ def rank(runs: dict[str, dict[str, Any]], full_evals: dict[str, Path], objective
     else:
         best = next((n for n, r in runs.items() if r.get("is_baseline")), df.at[0, "run"])
         reason = "no run trained to the end passed the physics gates: the baseline is carried forward"
-    if runs[best].get("is_baseline"):  # a baseline replicate: the baseline configuration wins
-        best = min((n for n, r in runs.items() if r.get("is_baseline")), key=lambda n: runs[n]["seed"])
     df.loc[df["run"] == best, "winner"] = True
     df = df.sort_values(["rank", "run"], na_position="last").reset_index(drop=True)
     cost_label = objective_cost_label([read_eval(r["eval"]) for r in runs.values()])
