@@ -6,7 +6,7 @@ from physweep.configs import from_dict
 from physweep.evaluate.suite import EvalSuite, evaluate_checkpoint
 from physweep.jobs import start_job
 
-log = start_job(snakemake.log[0], snakemake.threads)
+log = start_job(snakemake.log[0], snakemake.threads, gpu=True)
 suite = from_dict(
     EvalSuite,
     dict(snakemake.params.suite, name=snakemake.params.suite_name,

@@ -1,25 +1,52 @@
-"""Train one run to the probe point, or resume it from the probe checkpoint to the end."""
+"""Train one run to the probe point, or resume it from the probe checkpoint to the end.
 
+Preemption (SIGTERM / SIGUSR1, e.g. a SLURM requeue or ``scancel --signal=USR1``): the trainer
+finishes its step and saves everything to ``<checkpoint>.partial`` next to the output, and the
+job exits with PREEMPTED_EXIT_CODE (75). The next attempt of the same job (Snakemake
+``--retries``, a SLURM requeue) resumes from that file — bit for bit the same result as an
+uninterrupted run — and renames it to the output checkpoint when done. The partial file is not
+a Snakemake output, so a failed attempt's clean-up leaves it in place; one written for another
+run spec is discarded.
+"""
+
+import json
+import os
 import sys
 from pathlib import Path
 
 from physweep.jobs import start_job
+from physweep.model.surrogate import load_checkpoint
 from physweep.plan.spec import build_spec, winner_knobs
 from physweep.train.loop import PREEMPTED_EXIT_CODE, train_run
 
-log = start_job(snakemake.log[0], snakemake.threads)
+log = start_job(snakemake.log[0], snakemake.threads, gpu=True)
 winners = {src: winner_knobs(path) for src, path in
            zip(snakemake.params.sources, snakemake.input.winners, strict=True)}
 spec = build_spec(snakemake.params.template, winners)
 spec["train"]["threads"] = snakemake.threads
+checkpoint = Path(snakemake.output.checkpoint)
+partial = checkpoint.with_name(checkpoint.name + ".partial")
+resume_from = Path(snakemake.input.probe) if snakemake.params.resume else None
+if partial.exists():
+    saved = load_checkpoint(partial)
+    if saved.get("spec") == json.loads(json.dumps(spec, default=str)):
+        log.info("resuming the preempted attempt from %s (step %d)", partial, saved["step"])
+        resume_from = partial
+    else:
+        log.warning("discarding %s: written for another run spec", partial)
+        partial.unlink()
+    del saved
 result = train_run(
     spec,
     data_dir=Path(snakemake.input.train).parent,
-    checkpoint_out=Path(snakemake.output.checkpoint),
+    checkpoint_out=partial,
     log_out=Path(snakemake.output.log),
     stop_fraction=float(snakemake.params.stop_fraction),
-    resume_from=Path(snakemake.input.probe) if snakemake.params.resume else None,
+    resume_from=resume_from,
 )
 log.info("training finished: %s", result)
 if result["status"] == "preempted":
+    log.warning("preempted at step %d: checkpoint kept in %s for the next attempt",
+                result["step"], partial)
     sys.exit(PREEMPTED_EXIT_CODE)
+os.replace(partial, checkpoint)
