@@ -39,12 +39,15 @@ def _index(proc, timeout=20.0) -> int:
 
 @pytest.fixture()
 def clean_env(monkeypatch):
+    saved = dict(os.environ)  # acquire_gpu writes os.environ itself: restore it all afterwards
     for var in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", gpu_slots.ENV_COUNT,
                 gpu_slots.ENV_WAIT, gpu_slots.ENV_LOCK_DIR):
         monkeypatch.delenv(var, raising=False)
     yield
     for slot in list(gpu_slots._HELD):
         slot.release()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_count_override_and_no_gpu_is_a_noop(clean_env, monkeypatch, tmp_path):

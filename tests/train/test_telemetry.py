@@ -154,6 +154,7 @@ def test_windowed_energy_min_steps(gpu_env):
 
 
 def test_nvml_unsupported_is_none_not_zero(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     clock = FakeClock()
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml([FakeGpu(clock)], supported=False))
     meter = T.EnergyMeter("cuda:0")
