@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+TINY = ROOT / "tests" / "workflow" / "tiny"
 
 
 def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 900, check: bool = True,
@@ -39,3 +43,29 @@ def jobs_of(output: str, rule: str) -> list[dict[str, str]]:
                     job[k.strip()] = v.strip()
         jobs.append(job)
     return jobs
+
+
+def tiny_preset() -> dict:
+    """The demo preset shrunk for workflow tests: smaller data, budget, batch and eval suites."""
+    preset = yaml.safe_load((ROOT / "config" / "presets" / "demo.yaml").read_text())
+    preset["sizes"]["budget_steps"] = {"scale": 0.0015, "multiple": 1}  # 20000 -> 30 steps
+    preset["data"] = {"name": "channel_tiny", "n_train": 6, "n_test": 2, "n_ood": 2,
+                      "n_snapshots": 12, "spinup_steps": 1500, "batch_size": 10}
+    preset["train"]["points_per_sample"] = 128
+    preset["sizes"]["batch_tokens"] = {"scale": 0.0078125, "multiple": 128}  # 512 = 4 x 128
+    for suite in preset["eval"].values():
+        suite.update(points=128, ensemble_members=2, horizon=4, long_horizon_from=3)
+    preset["eval"]["small"]["n_traj"] = 2
+    return preset
+
+
+def write_tiny_config(work: Path) -> Path:
+    """Write the tiny round (tests/workflow/tiny), its preset and a config into ``work``."""
+    (work / "presets").mkdir(parents=True, exist_ok=True)
+    (work / "rounds").mkdir(exist_ok=True)
+    (work / "presets" / "tiny.yaml").write_text(yaml.safe_dump(tiny_preset()))
+    shutil.copy(TINY / "round_t.yaml", work / "rounds" / "round_t.yaml")
+    cfg = yaml.safe_load((TINY / "config.yaml").read_text())
+    cfg.update(presets_dir=str(work / "presets"), rounds_dir=str(work / "rounds"))
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return work / "config.yaml"

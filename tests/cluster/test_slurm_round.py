@@ -8,7 +8,6 @@ bounded; Snakemake is stopped with SIGINT (it then scancels its jobs)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -20,36 +19,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import xarray as xr
-import yaml
+from snakerun import write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(os.sys.executable).parent / "snakemake")
 CI = ROOT / ".ci" / "slurm"
-TINY = ROOT / "tests" / "workflow" / "tiny"
 GPU_RULES = ("train_probe", "train_finish", "eval_probe", "small_eval", "full_eval")
 PREEMPT_RULE, PREEMPT_RUN = "train_finish", "baseline_seed~1"  # a baseline always continues
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-def _tiny_preset() -> dict:
-    """The end-to-end test's tiny preset (tests/workflow/test_round_end_to_end.py)."""
-    spec = importlib.util.spec_from_file_location(
-        "_tiny_e2e", ROOT / "tests" / "workflow" / "test_round_end_to_end.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod._tiny_preset()
-
-
-def _write_tiny(work: Path) -> Path:
-    (work / "presets").mkdir(parents=True)
-    (work / "rounds").mkdir()
-    (work / "presets" / "tiny.yaml").write_text(yaml.safe_dump(_tiny_preset()))
-    shutil.copy(TINY / "round_t.yaml", work / "rounds" / "round_t.yaml")
-    cfg = yaml.safe_load((TINY / "config.yaml").read_text())
-    cfg.update(presets_dir=str(work / "presets"), rounds_dir=str(work / "rounds"))
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return work / "config.yaml"
 
 
 def _run(cmd: list[str], cwd: Path, limit_s: int, env: dict | None = None):
@@ -86,7 +64,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_round(tmp_path_factory):
     work = tmp_path_factory.mktemp("local")
-    cfg = _write_tiny(work)
+    cfg = write_tiny_config(work)
     proc = _run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "round_t", "--cores", "2",
                  "--configfile", str(cfg)], work, 1200)
     assert proc.returncode == 0, proc.stderr[-6000:]
@@ -154,7 +132,7 @@ def _metrics(csv: Path) -> pd.DataFrame:
 
 def test_round_on_slurm_with_preemption_equals_local(cluster, local_round, tmp_path):
     work = tmp_path
-    cfg = _write_tiny(work)
+    cfg = write_tiny_config(work)
     # the generated data is not what is under test: reuse the local run's (saves a minute)
     shutil.copytree(local_round / "results" / "data", work / "results" / "data")
     set_resources = [f"{r}:{k}={v}" for r in GPU_RULES

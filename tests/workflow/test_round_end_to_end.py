@@ -4,44 +4,20 @@ depends on it, and nothing else."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import xarray as xr
 import yaml
-from snakerun import ROOT, snakemake
+from snakerun import snakemake, write_tiny_config
 
 pytestmark = pytest.mark.slow
-
-TINY = Path(__file__).parent / "tiny"
-
-
-def _tiny_preset() -> dict:
-    preset = yaml.safe_load((ROOT / "config" / "presets" / "demo.yaml").read_text())
-    preset["sizes"]["budget_steps"] = {"scale": 0.0015, "multiple": 1}  # 20000 -> 30 steps
-    preset["data"] = {"name": "channel_tiny", "n_train": 6, "n_test": 2, "n_ood": 2,
-                      "n_snapshots": 12, "spinup_steps": 1500, "batch_size": 10}
-    preset["train"]["points_per_sample"] = 128
-    preset["sizes"]["batch_tokens"] = {"scale": 0.0078125, "multiple": 128}  # 512 = 4 x 128
-    for suite in preset["eval"].values():
-        suite.update(points=128, ensemble_members=2, horizon=4, long_horizon_from=3)
-    preset["eval"]["small"]["n_traj"] = 2
-    return preset
-
 
 @pytest.fixture(scope="module")
 def tiny_round(tmp_path_factory):
     work = tmp_path_factory.mktemp("tiny")
-    (work / "presets").mkdir()
-    (work / "rounds").mkdir()
-    (work / "presets" / "tiny.yaml").write_text(yaml.safe_dump(_tiny_preset()))
-    shutil.copy(TINY / "round_t.yaml", work / "rounds" / "round_t.yaml")
-    cfg = yaml.safe_load((TINY / "config.yaml").read_text())
-    cfg.update(presets_dir=str(work / "presets"), rounds_dir=str(work / "rounds"))
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake("round_t", "--cores", "2", "--configfile", str(work / "config.yaml"), cwd=work,
-              timeout=1200)
+    config = write_tiny_config(work)
+    snakemake("round_t", "--cores", "2", "--configfile", str(config), cwd=work, timeout=1200)
     return work
 
 
