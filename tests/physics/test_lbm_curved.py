@@ -18,6 +18,8 @@ from physweep.physics.lbm import (
     sdf_link_fractions,
 )
 
+from .conftest import stir_and_measure_drift
+
 
 def test_disk_link_fractions_known_offsets():
     """Disk of radius 2 centred on (5, 5): node (7.5, 5.5) lies sqrt(6.5) - 2 from the surface
@@ -90,13 +92,7 @@ def test_curved_closed_box_mass_and_rest():
     m0 = s.fluid_mass()
     s.step(200)
     assert float((s.fluid_mass() - m0).abs().max()) < 1e-11
-    g = torch.Generator().manual_seed(1)
-    ux = 0.03 * torch.randn(1, n, n, generator=g, dtype=torch.float64)
-    uy = 0.03 * torch.randn(1, n, n, generator=g, dtype=torch.float64)
-    s.initialize(ux=ux, uy=uy)
-    m0 = s.fluid_mass()
-    s.step(1000)
-    drift = float(((s.fluid_mass() - m0) / m0).abs().max())
+    drift = stir_and_measure_drift(s, amplitude=0.03, seed=1)
     rho, u1, _ = s.macroscopic()
     print(f"\ncurved closed box 32x32, 1000 steps: relative mass drift {drift:.2e}")
     assert torch.isfinite(rho).all() and drift < 1e-3

@@ -10,6 +10,7 @@ file exists; `physweep.plan.spec.build_spec` resolves them when the job runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from physweep.plan import designs
@@ -80,10 +81,14 @@ class RoundPlan:
     baseline: list[str] = field(default_factory=list)
 
     def run(self, name: str) -> PlannedRun:
-        for r in self.runs:
-            if r.name == name:
-                return r
-        raise KeyError(f"round {self.round} has no run {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"round {self.round} has no run {name!r}") from None
+
+    @cached_property
+    def _by_name(self) -> dict[str, PlannedRun]:
+        return {r.name: r for r in self.runs}
 
     def runs_of_block(self, block: str) -> list[str]:
         return [r.name for r in self.runs if block in r.blocks]

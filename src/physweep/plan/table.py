@@ -61,6 +61,7 @@ def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
         })
     return {
         "round": plan.round, "title": plan.title, "objective": plan.objective,
+        "objective_description": wcfg.config["objectives"][plan.objective],
         "preset": wcfg.preset_name, "file": plan.file, "varied": plan.varied,
         "blocks": plan.blocks, "inherits": plan.inherits, "runs": runs,
         "aliases": [{"block": a.block, "swept": a.swept, "alias_of": f"best of {a.alias_of_block}"}

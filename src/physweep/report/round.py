@@ -301,13 +301,6 @@ def _provenance(logs: Mapping[str, Any], evals: Mapping[str, Any], plan: Any,
 
 # ----------------------------------------------------------------------------- round facts
 
-_OBJECTIVE_TEXT = {
-    "nrmse": "lowest small/full-eval nRMSE, subject to the physics gates",
-    "ece": "best calibration (lowest ECE), subject to the physics gates",
-    "nrmse_per_joule": "lowest nRMSE x cost per step (J/step, s/step when energy is not "
-                       "measured), subject to the physics gates",
-    "long_horizon_ood": "lowest mean of long-horizon and OOD nRMSE, subject to the physics gates",
-}
 
 
 def _train_step_time(log) -> float:
@@ -639,7 +632,8 @@ def build_round_report(
     # ---- summary
     fixed = win.get("fixed_for_next") or {}
     summary = [
-        f"<b>Objective:</b> {esc(objective)} ({esc(_OBJECTIVE_TEXT.get(str(objective), ''))})",
+        f"<b>Objective:</b> {esc(objective)}"
+        + (f" ({esc(plan['objective_description'])})" if plan.get("objective_description") else ""),
         f"<b>Winner(s):</b> {_runs_list(winners)}"
         + (f" — {esc(win.get('reason'))}" if win.get("reason") else ""),
         "<b>Fixed for the next round:</b> " + _fixed_text(fixed, df),

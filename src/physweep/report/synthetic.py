@@ -144,6 +144,9 @@ def make_round(root: Path, n_runs: int = 12, seed: int = 0, steps: int = 60) -> 
                            "ema": float(df.ema[df.run == winner].iloc[0])}}))
     plan = root / "plan.json"
     plan.write_text(json.dumps({"round": "round_s", "preset": "demo", "runs": specs,
+                                "objective": "nrmse",
+                                "objective_description": "lowest small/full-eval nRMSE, subject to "
+                                                         "the physics gates",
                                 "warnings": ["LR x EMA varied together: watch the train/val gap"]}))
     return dict(round_name="round_s", ranking_csv=csv, decisions=decisions, train_logs=logs,
                 eval_files=evals, winners_yaml=winners, plan_json=plan)

@@ -59,10 +59,11 @@ def rank(runs: dict[str, dict[str, Any]], full_evals: dict[str, Path], objective
     objective; the others follow by small-eval objective. Gate failures and divergences are
     unranked. ``runs[name]`` as in block_winner plus "block", "seed", "train_steps",
     "compute_fraction"."""
-    rows = []
+    rows, small = [], {}
     for name, r in runs.items():
         full = name in full_evals
-        summary = read_eval(full_evals[name] if full else r["eval"])
+        small[name] = read_eval(r["eval"])
+        summary = read_eval(full_evals[name]) if full else small[name]
         decision = r["decision"]["decision"]
         status = {"stop": "early_stopped", "diverged": "diverged"}.get(decision, "ok")
         if summary["diverged"]:
@@ -104,7 +105,7 @@ def rank(runs: dict[str, dict[str, Any]], full_evals: dict[str, Path], objective
         reason = "no run trained to the end passed the physics gates: the baseline is carried forward"
     df.loc[df["run"] == best, "winner"] = True
     df = df.sort_values(["rank", "run"], na_position="last").reset_index(drop=True)
-    cost_label = objective_cost_label([read_eval(r["eval"]) for r in runs.values()])
+    cost_label = objective_cost_label(list(small.values()))
     winners = {
         "round": round_name, "objective": objective, "winners": [best], "reason": reason,
         "best": {"run": best, "knobs": runs[best]["knobs"]},
