@@ -2,6 +2,13 @@
 ``snakemake -n`` of it next to a bare Snakefile with the same jobs per rule and the same chain
 shape, measured in the same process run. Target: physweep / bare <= 1.5.
 
+Before any decision exists the dry run lists, per run, train_probe -> eval_probe -> decide
+(plus the data, the round's baseline reference, promotion, ranking and report); what follows a
+decision (train_finish, small_eval, full_eval) enters the DAG when the decide checkpoints have
+run. The bare Snakefile has the same jobs as plain `touch` rules with a log and a benchmark
+file each: the ratio is what physweep's planning, input functions, scripts and checkpoints
+cost on top of Snakemake's own work for that many jobs.
+
     .venv/bin/python benchmarks/scale_dry_run.py [--levels 10] [--repeat 1] [--profile]
 
 ``--profile`` also writes a cProfile of the physweep dry run (top functions by cumulative time).
@@ -49,28 +56,31 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 
 def bare_snakefile(counts: dict[str, int], n_runs: int, baselines: int = 3) -> str:
     """Same number of jobs per rule; per-run rules form one chain per run (each step reads the
-    previous one and has a log and a benchmark file, decide also reads the baselines' outputs
-    of the previous step), singletons read every per-run output of the last
-    per-run rule. Run names are constrained by a pattern, not a list."""
+    previous one and has a log and a benchmark file); ``baseline_probe`` reads the first
+    ``baselines`` runs' step before ``decide`` and every ``decide`` reads its output (as
+    physweep's do); the other singletons read every per-run output of the last per-run rule.
+    Run names are constrained by a pattern, not a list."""
     per_run = [r for r, c in counts.items() if c == n_runs]
     # the round's own target rule is this file's `all`
     singles = [r for r, c in counts.items() if c != n_runs and not r.startswith("round_")]
     order = [r for r in ("train_probe", "eval_probe", "decide") if r in per_run]
     order += [r for r in per_run if r not in order]
+    fan_in = "baseline_probe" if "baseline_probe" in singles and "decide" in order else None
     lines = [f"RUNS = [f'run~{{i:04d}}_lr~{{i % 10}}e-4' for i in range({n_runs})]",
              f"BASE = RUNS[:{baselines}]",
              "wildcard_constraints:", "    run=r'run~\\d{4}_lr~\\de-4'", "",
              "rule all:", "    input: " + ", ".join(f"'{s}.done'" for s in singles
-                                                    if s not in ("prepare_data",)) or "[]",
+                                                    if s not in ("prepare_data", fan_in)) or "[]",
              ""]
     data = "data/train.nc"
     lines += ["rule prepare_data:", f"    output: '{data}'", "    shell: 'touch {output}'", ""]
     prev = None
     for rule in order:
         inp = [f"'{data}'"] if prev is None else [f"'runs/{{run}}/{prev}.out'"]
-        fan_in = "decide" if "decide" in order else order[-1]
-        if rule == fan_in and prev is not None:
-            inp.append(f"expand('runs/{{b}}/{prev}.out', b=BASE)")
+        if rule == "decide" and fan_in:
+            lines += [f"rule {fan_in}:", f"    input: expand('runs/{{b}}/{prev}.out', b=BASE)",
+                      f"    output: '{fan_in}.done'", "    shell: 'touch {output}'", ""]
+            inp.append(f"'{fan_in}.done'")
         lines += [f"rule {rule}:", f"    input: {', '.join(inp)}",
                   f"    output: 'runs/{{run}}/{rule}.out'",
                   f"    log: 'logs/{{run}}/{rule}.log'",
@@ -79,7 +89,7 @@ def bare_snakefile(counts: dict[str, int], n_runs: int, baselines: int = 3) -> s
                   "    shell: 'touch {output}'", ""]
         prev = rule
     for s in singles:
-        if s == "prepare_data":
+        if s in ("prepare_data", fan_in):
             continue
         for k in range(counts[s]):
             name = s if k == 0 else f"{s}_{k}"

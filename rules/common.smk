@@ -34,8 +34,13 @@ def res(kind, key, default):
     return PRESET["resources"][kind].get(key, default)
 
 
-def get_data_splits(wildcards=None):
-    return {s: f"{DATA}/{s}.nc" for s in ("train", "test", "ood")}
+TRAIN_DATA = f"{DATA}/train.nc"
+
+
+def suite_data(suite):
+    """The data files an eval suite reads (its splits), keyed by split."""
+    splits = PRESET["eval"][suite].get("splits") or ("test", "ood")
+    return {s: f"{DATA}/{s}.nc" for s in splits}
 
 
 def get_template(wildcards):
@@ -78,24 +83,34 @@ def get_trained_dir(round_name, run):
     return f"{R}/{round_name}/runs/{run}/{stage}"
 
 
-def get_small_eval_checkpoint(wildcards):
-    return f"{get_trained_dir(wildcards.round, wildcards.run)}/checkpoint.pt"
+def get_run_eval(round_name, run):
+    """A run's small-eval record: small_eval.nc of its final checkpoint when it trained to the
+    end; its probe_eval.nc (the same suite on the probe checkpoint) when it stopped early or
+    diverged, so a stopped run is never evaluated twice."""
+    name = "small_eval" if get_decision(round_name, run)["continue"] else "probe_eval"
+    return f"{R}/{round_name}/runs/{run}/{name}.nc"
 
 
-def get_run_records(round_name, runs):
-    """Inputs of block_winner / promote / rank: small evals and decisions of `runs`."""
-    return {
-        "evals": [f"{R}/{round_name}/runs/{r}/small_eval.nc" for r in runs],
-        "decisions": [f"{R}/{round_name}/runs/{r}/decision.json" for r in runs],
-    }
+# Inputs of block_winner / promote / rank / report: the decisions as plain inputs (every run's
+# decide enters the DAG at once) and the records through the decide checkpoints (known once all
+# decisions are).
+def get_block_decisions(wildcards):
+    return [
+        f"{R}/{wildcards.round}/runs/{r}/decision.json"
+        for r in WF.block_runs(wildcards.round, wildcards.block)
+    ]
 
 
-def get_block_inputs(wildcards):
-    return get_run_records(wildcards.round, WF.block_runs(wildcards.round, wildcards.block))
+def get_block_evals(wildcards):
+    return [get_run_eval(wildcards.round, r) for r in WF.block_runs(wildcards.round, wildcards.block)]
 
 
-def get_round_inputs(wildcards):
-    return get_run_records(wildcards.round, WF.run_names(wildcards.round))
+def get_round_decisions(wildcards):
+    return [f"{R}/{wildcards.round}/runs/{r}/decision.json" for r in WF.run_names(wildcards.round)]
+
+
+def get_round_evals(wildcards):
+    return [get_run_eval(wildcards.round, r) for r in WF.run_names(wildcards.round)]
 
 
 def get_promoted(round_name):

@@ -1,9 +1,10 @@
-# Evaluation suites: probe (small suite at the probe point), small (every run), full (promoted).
+# Evaluation suites: probe (small suite at the probe point; the record of a run that stops there),
+# small (the same suite on the final checkpoint of a run that trained to the end), full (promoted).
 
 
 rule eval_probe:
     input:
-        unpack(get_data_splits),
+        **suite_data("small"),
         checkpoint=f"{RUN}/probe/checkpoint.pt",
     output:
         f"{RUN}/probe_eval.nc",
@@ -28,8 +29,8 @@ rule eval_probe:
 
 rule small_eval:
     input:
-        unpack(get_data_splits),
-        checkpoint=get_small_eval_checkpoint,
+        **suite_data("small"),
+        checkpoint=f"{RUN}/final/checkpoint.pt",
     output:
         f"{RUN}/small_eval.nc",
     log:
@@ -53,7 +54,7 @@ rule small_eval:
 
 rule full_eval:
     input:
-        unpack(get_data_splits),
+        **suite_data("full"),
         checkpoint=f"{RUN}/final/checkpoint.pt",
     output:
         f"{RUN}/full_eval.nc",

@@ -8,6 +8,7 @@ rule plan:
         f"{R}/logs/{{round}}/plan.log",
     conda:
         "../envs/physweep.yaml"
+    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -20,7 +21,8 @@ rule plan:
 
 rule report:
     input:
-        unpack(get_round_inputs),
+        decisions=get_round_decisions,
+        evals=get_round_evals,
         ranking=f"{R}/{{round}}/ranking.csv",
         winners=f"{R}/{{round}}/winners.yaml",
         plan=f"{R}/{{round}}/plan.json",
@@ -53,6 +55,7 @@ rule report:
         f"{R}/benchmarks/{{round}}/report.tsv"
     conda:
         "../envs/physweep.yaml"
+    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -75,6 +78,7 @@ rule index:
         f"{R}/logs/index.log",
     conda:
         "../envs/physweep.yaml"
+    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,

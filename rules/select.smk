@@ -1,16 +1,40 @@
 # Early stop (per run), block winners, promotion (round), ranking and winners.
+# All of these read a few small files and take well under a second: they are local rules (run by
+# the Snakemake process itself, not submitted as cluster jobs; a SLURM job costs ~8 s).
+
+
+rule baseline_probe:
+    input:
+        get_baseline_probe_evals,
+    output:
+        f"{R}/{{round}}/baseline_probe.json",
+    log:
+        f"{R}/logs/{{round}}/baseline_probe.log",
+    conda:
+        "../envs/physweep.yaml"
+    localrule: True
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
+    params:
+        objective=get_objective,
+        early_stop=config["early_stop"],
+    script:
+        "../workflow/scripts/baseline_probe.py"
 
 
 checkpoint decide:
     input:
         run=f"{RUN}/probe_eval.nc",
-        baseline=get_baseline_probe_evals,
+        baseline=f"{R}/{{round}}/baseline_probe.json",
     output:
         f"{RUN}/decision.json",
     log:
         f"{LOGS}/decide.log",
     conda:
         "../envs/physweep.yaml"
+    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -25,13 +49,15 @@ checkpoint decide:
 
 rule block_winner:
     input:
-        unpack(get_block_inputs),
+        decisions=get_block_decisions,
+        evals=get_block_evals,
     output:
         f"{R}/{{round}}/blocks/{{block}}/winner.yaml",
     log:
         f"{R}/logs/{{round}}/blocks/{{block}}.log",
     conda:
         "../envs/physweep.yaml"
+    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -47,13 +73,15 @@ rule block_winner:
 
 checkpoint promote:
     input:
-        unpack(get_round_inputs),
+        decisions=get_round_decisions,
+        evals=get_round_evals,
     output:
         f"{R}/{{round}}/promoted.json",
     log:
         f"{R}/logs/{{round}}/promote.log",
     conda:
         "../envs/physweep.yaml"
+    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -69,7 +97,8 @@ checkpoint promote:
 
 rule rank:
     input:
-        unpack(get_round_inputs),
+        decisions=get_round_decisions,
+        evals=get_round_evals,
         full=get_full_evals,
         logs=get_train_logs,
     output:
@@ -79,6 +108,7 @@ rule rank:
         f"{R}/logs/{{round}}/rank.log",
     conda:
         "../envs/physweep.yaml"
+    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,

@@ -3,7 +3,7 @@
 
 rule train_probe:
     input:
-        unpack(get_data_splits),
+        train=TRAIN_DATA,
         winners=get_winner_files,
     output:
         checkpoint=f"{RUN}/probe/checkpoint.pt",
@@ -30,7 +30,7 @@ rule train_probe:
 
 rule train_finish:
     input:
-        unpack(get_data_splits),
+        train=TRAIN_DATA,
         winners=get_winner_files,
         probe=f"{RUN}/probe/checkpoint.pt",
         decision=f"{RUN}/decision.json",

@@ -112,13 +112,19 @@ def test_pending_template_resolves_from_winner_files(wcfg):
     assert spec["nominal"]["lr"] == 4.5e-4 and spec["corrector"]["cadence"] == 2
 
 
-def test_workflow_constraints_admit_only_planned_names(wcfg):
+def test_workflow_constraints_admit_run_names_and_the_plan_refuses_unknown_ones(wcfg):
     import re
 
     wf = Workflow(wcfg)
     pat = re.compile(f"^(?:{wf.run_regex})$")
-    assert pat.match("lr~2e-4_warmup~0.03") and pat.match("baseline_seed~2")
-    assert not pat.match("lr~2e-4_warmup~0.04") and not pat.match("../etc")
+    for name in wf.run_names("round_a") + wf.run_names("round_d"):
+        assert pat.match(name), name
+    for bad in ("../etc", "a/b", ".hidden", "", "lr 2e-4"):
+        assert not pat.match(bad), bad
+    # right shape, not planned: the input functions refuse it by name
+    assert pat.match("lr~2e-4_warmup~0.04")
+    with pytest.raises(KeyError, match="round round_a has no run 'lr~2e-4_warmup~0.04'"):
+        wf.run_template("round_a", "lr~2e-4_warmup~0.04")
 
 
 def test_ema_window_scales_with_the_budget(wcfg):

@@ -162,8 +162,8 @@ def test_round_report(tmp_path, energy):
     assert "mass" in html.split("<h2>Ranking</h2>")[0]  # failing gate named
     assert "batch_tokens differs" in html  # guardrail warning
     assert ("time per step (s/step)" in html) is (not energy)
-    assert "snakemake --cores 2 results/round_a/runs/lr~2e-4/small_eval.nc --forcerun " \
-           "train_probe" in html
+    assert "snakemake --cores 2 round_a --forcerun " \
+           "results/round_a/runs/lr~2e-4/probe/checkpoint.pt" in html
     assert "abc123" in html and "2.13.0" in html and "demo" in html
     assert "Input problems" not in html
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from physweep.select.early_stop import baseline_sigma, decide
+from physweep.select.early_stop import baseline_reference, baseline_sigma, decide
 from physweep.select.rank import block_winner, promote, rank
 from physweep.select.scores import objective_score, read_eval
 
@@ -48,7 +48,8 @@ def test_sigma_by_bootstrap_with_one_seed(tmp_path):
 
 @pytest.mark.parametrize(("score", "expected"), [(0.45, "continue"), (0.51, "stop"), (0.60, "stop")])
 def test_decision_is_one_sigma_better_than_baseline(tmp_path, score, expected):
-    base = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])]
+    base = baseline_reference(
+        [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])], "nrmse")
     run = write_eval(tmp_path / "r.nc", score)
     out = decide("r", False, run, base, "nrmse", sigma_factor=1.0, probe_fraction=0.35)
     assert out["decision"] == expected
@@ -56,17 +57,22 @@ def test_decision_is_one_sigma_better_than_baseline(tmp_path, score, expected):
 
 
 def test_sigma_factor_moves_the_threshold(tmp_path):
-    base = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])]
+    base = baseline_reference(
+        [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])], "nrmse")
     run = write_eval(tmp_path / "r.nc", 0.49)  # 1.5 sigma better
     assert decide("r", False, run, base, "nrmse", 1.0, 0.35)["decision"] == "continue"
     assert decide("r", False, run, base, "nrmse", 2.0, 0.35)["decision"] == "stop"
 
 
 def test_baseline_continues_and_diverged_stops(tmp_path):
-    base = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52])]
-    assert decide("b0", True, base[0], base, "nrmse", 1.0, 0.35)["decision"] == "baseline"
+    evals = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52])]
+    base = baseline_reference(evals, "nrmse")
+    assert base["sigma_method"] == "seeds" and len(base["scores"]) == 2
+    assert decide("b0", True, evals[0], base, "nrmse", 1.0, 0.35)["decision"] == "baseline"
     bad = write_eval(tmp_path / "d.nc", math.nan, diverged=True)
     assert decide("d", False, bad, base, "nrmse", 1.0, 0.35)["decision"] == "diverged"
+    with pytest.raises(ValueError, match="objective 'nrmse', not 'ece'"):
+        decide("d", False, bad, base, "ece", 1.0, 0.35)
 
 
 def test_objectives(tmp_path):

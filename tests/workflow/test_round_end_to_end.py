@@ -38,11 +38,16 @@ def test_round_produces_report_ranking_and_winners(tiny_round):
     assert len(promoted) <= 1
     for run in promoted:
         assert (res / "runs" / run / "full_eval.nc").exists()
-    # every run was decided at the probe point; stopped runs have no final checkpoint
+    # every run was decided at the probe point against the round's baseline reference; stopped
+    # runs have no final checkpoint and no second evaluation (their record is the probe eval)
+    reference = json.loads((res / "baseline_probe.json").read_text())
+    assert reference["sigma_method"] == "seeds" and len(reference["scores"]) == 2
     for run_dir in (res / "runs").iterdir():
         decision = json.loads((run_dir / "decision.json").read_text())
+        assert decision["baseline_mean"] == reference["mean"]
         assert (run_dir / "final" / "checkpoint.pt").exists() == decision["continue"]
-        with xr.open_dataset(run_dir / "small_eval.nc") as ds:
+        assert (run_dir / "small_eval.nc").exists() == decision["continue"]
+        with xr.open_dataset(run_dir / "probe_eval.nc") as ds:
             assert "nrmse" in ds and ds.attrs["nrmse"] > 0
 
 
@@ -57,7 +62,7 @@ def test_forcing_one_run_reruns_only_it_and_its_dependents(tiny_round):
     changed = {p for p in after if before.get(p) != after[p]}
     own = {p for p in changed if f"/runs/{run}/" in p}
     assert f"results/round_t/runs/{run}/probe/checkpoint.pt" in own
-    assert f"results/round_t/runs/{run}/small_eval.nc" in own
+    assert f"results/round_t/runs/{run}/probe_eval.nc" in own
     others = {p for p in changed if "/runs/" in p and f"/runs/{run}/" not in p}
     assert not others, f"other runs were touched: {sorted(others)}"
     # the round-level products that depend on the run were redone; the data was not

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from physweep.io import write_json
+from physweep.io import read_json, write_json
 from physweep.jobs import start_job
 from physweep.select.early_stop import decide
 
@@ -12,11 +12,10 @@ result = decide(
     run=snakemake.wildcards.run,
     is_baseline=bool(snakemake.params.is_baseline),
     run_eval=Path(snakemake.input.run),
-    baseline_evals=[Path(p) for p in snakemake.input.baseline],
+    baseline=read_json(snakemake.input.baseline),
     objective=snakemake.params.objective,
     sigma_factor=float(es["sigma_factor"]),
     probe_fraction=float(es["probe_fraction"]),
-    bootstrap_samples=int(es.get("bootstrap_samples", 1000)),
 )
 log.info("%s: %s (%s)", result["run"], result["decision"], result["reason"])
 write_json(snakemake.output[0], result)

@@ -13,8 +13,9 @@ suite = from_dict(
          thresholds=dict(snakemake.params.thresholds)),
     where=f"preset eval.{snakemake.params.suite_name}",
 )
+data_dir = Path(snakemake.input[suite.splits[0]]).parent  # the suite's split files
 summary = evaluate_checkpoint(
-    Path(snakemake.input.checkpoint), Path(snakemake.input.test).parent, suite,
+    Path(snakemake.input.checkpoint), data_dir, suite,
     Path(snakemake.output[0]), threads=snakemake.threads,
 )
 log.info("summary: %s", summary)

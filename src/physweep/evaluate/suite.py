@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import xarray as xr
 
 from physweep.evaluate import metrics
 from physweep.evaluate.rollout import rollout_ensemble
+from physweep.evaluate.suite_config import EvalSuite  # noqa: F401  (re-exported)
 from physweep.io import provenance, write_netcdf
 from physweep.model.corrector import load_denoiser
 from physweep.model.surrogate import load_checkpoint, load_model
@@ -39,27 +39,6 @@ from physweep.train.loop import resolve_device
 SUMMARY_KEYS = ("nrmse", "nrmse_long", "nrmse_ood", "nrmse_persistence", "ece", "crps",
                 "spread_skill", "s_per_step", "j_per_step", "diverged", "gates_pass")
 OOD_SPLIT = "ood"
-
-
-@dataclass(frozen=True)
-class EvalSuite:
-    name: str
-    splits: tuple[str, ...] | list[str] = ("test", "ood")  # a missing file is skipped
-    n_traj: int | None = None  # first n trajectories of each split (None: all)
-    horizon: int = 8  # rollout steps (clipped to the shortest split's snapshots - 1)
-    long_horizon_from: int = 4  # leads >= this count as "long"
-    ensemble_members: int | None = None  # None: the checkpoint's corrector.ensemble_members
-    points: int | None = None  # encoder input points per trajectory (None: all fluid cells)
-    thresholds: dict[str, float] | None = None  # gate thresholds (None: physics defaults)
-    seed: int = 0  # corrector noise and point sampling
-
-    def __post_init__(self) -> None:
-        if self.horizon < 1 or self.long_horizon_from < 1:
-            raise ValueError("horizon and long_horizon_from must be >= 1")
-        if self.n_traj is not None and self.n_traj < 1:
-            raise ValueError("n_traj must be >= 1 or None")
-        if self.ensemble_members is not None and self.ensemble_members < 1:
-            raise ValueError("ensemble_members must be >= 1 or None")
 
 
 def _gates(pred, mask, inflow, grid, truth, thresholds) -> tuple[dict, dict]:

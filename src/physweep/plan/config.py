@@ -119,8 +119,8 @@ def load_workflow_config(
 def check_preset_sections(preset: dict[str, Any], preset_file: Path) -> None:
     """Build the dataset config and eval suites now, so a bad key fails before any job runs."""
     from physweep.configs import from_dict
-    from physweep.evaluate.suite import EvalSuite
-    from physweep.physics.dataset import DatasetConfig
+    from physweep.evaluate.suite_config import EvalSuite
+    from physweep.physics.dataset_config import DatasetConfig
 
     try:
         from_dict(DatasetConfig, dict(preset["data"]))

@@ -3,8 +3,10 @@
 Every design returns a list of *level-index* rows (one tuple per run, one index per knob), so the
 properties each design claims (balance, one-per-stratum, estimable main effects) can be checked
 on indices independent of the knob values. Generators come from maintained libraries:
-pyDOE3 (full factorials, 2-level fractional factorials by generators, generalized subset designs
-for balanced multi-level fractions) and scipy.stats.qmc (Latin hypercube).
+itertools.product (full factorials), pyDOE3 (2-level fractional factorials by generators,
+generalized subset designs for balanced multi-level fractions) and scipy.stats.qmc (Latin
+hypercube). pyDOE3 and scipy are imported where a design needs them: they cost ~1 s of import
+at every Snakefile parse, and a plain grid needs neither.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-import pyDOE3
-from scipy.stats import qmc
 
 
 class DesignError(ValueError):
@@ -30,9 +30,8 @@ Rows = list[tuple[int, ...]]
 
 
 def grid(levels: Sequence[int]) -> Rows:
-    """Full factorial: every combination of levels (pyDOE3.fullfact), in lexicographic order."""
-    rows = pyDOE3.fullfact(list(levels)).astype(int)
-    return sorted(tuple(int(v) for v in r) for r in rows)
+    """Full factorial: every combination of levels, in lexicographic order."""
+    return list(itertools.product(*(range(int(n)) for n in levels)))
 
 
 def fractional_2level(levels: Sequence[int], generators: str) -> Rows:
@@ -44,6 +43,8 @@ def fractional_2level(levels: Sequence[int], generators: str) -> Rows:
         raise DesignError(
             f"generator string '{generators}' has {len(words)} words for {len(levels)} knobs"
         )
+    import pyDOE3
+
     matrix = pyDOE3.fracfact(generators)
     return sorted(tuple(int(v > 0) for v in r) for r in matrix)
 
@@ -77,6 +78,8 @@ def _balanced_fraction(levels: Sequence[int], runs: int) -> Rows | None:
         return grid(levels)
     if runs > full or runs < 1:
         return None
+    import pyDOE3
+
     for reduction in range(2, full + 1):
         try:
             parts = pyDOE3.gsd(levels, reduction, n=reduction)
@@ -106,6 +109,8 @@ def latin_hypercube(levels: Sequence[int], runs: int, seed: int = 0) -> Rows:
             f"Latin hypercube of {runs} runs cannot stratify knobs with {bad} levels evenly",
             [int(np.lcm.reduce(list(levels))) * k for k in (1, 2, 3)],
         )
+    from scipy.stats import qmc
+
     sample = qmc.LatinHypercube(d=len(levels), seed=seed).random(runs)  # (runs, d) in [0, 1)
     strata = np.floor(sample * runs).astype(int)  # one sample per stratum and knob
     rows = [

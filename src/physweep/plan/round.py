@@ -9,6 +9,7 @@ file exists; `physweep.plan.spec.build_spec` resolves them when the job runs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,6 +19,11 @@ from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig, normalise_knob
 from physweep.plan.errors import ConfigError
 from physweep.plan.sizes import effective_batch, effective_size
+
+# The shape every run name has (``knob~value`` pairs joined by ``_``, ``baseline_seed~N``):
+# one path component, no leading dot. Used as the Snakemake wildcard constraint of {run}.
+RUN_NAME_REGEX = r"[A-Za-z0-9][A-Za-z0-9_.~+-]*"
+_RUN_NAME = re.compile(f"^(?:{RUN_NAME_REGEX})$")
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
     aliases: list[Alias] = []
     block_values: dict[str, list[dict[str, Any]]] = {}
     block_sources: dict[str, str | None] = {}
+    names: set[str] = set()
 
     n_seeds = int(cfg["early_stop"]["baseline_seeds"])
     for seed in range(n_seeds):
@@ -182,6 +189,7 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
             is_baseline=True,
         )
         runs.append(run)
+        names.add(run.name)
         by_key[_key(run.values, seed, batch)] = run
 
     for b, block in enumerate(rnd["blocks"]):
@@ -231,8 +239,13 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
                     by_key[key].blocks.append(bname)
                 continue
             run_name = "_".join(f"{k}~{K.format_value(v)}" for k, v in assignment.items())
-            if any(r.name == run_name for r in runs):
+            if run_name in names:
                 run_name = f"{run_name}_b~{bname}"
+            if not _RUN_NAME.match(run_name):
+                raise ConfigError(file, f"{where}.knobs",
+                                  f"run name {run_name!r} is not a plain file name: knob values "
+                                  f"may use letters, digits and . + - only")
+            names.add(run_name)
             run = PlannedRun(run_name, [bname], 0, values, dict(assignment), run_origin,
                              run_batch, rule_text)
             runs.append(run)

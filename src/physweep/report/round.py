@@ -32,7 +32,7 @@ from physweep.report.html import (
 __all__ = ["DEFAULT_RERUN_HINT", "build_round_report", "load_ranking"]
 
 DEFAULT_RERUN_HINT = (
-    "snakemake --cores 2 results/{round}/runs/{run}/small_eval.nc --forcerun train_probe"
+    "snakemake --cores 2 {round} --forcerun results/{round}/runs/{run}/probe/checkpoint.pt"
 )
 
 METRICS = ["nrmse", "nrmse_long", "nrmse_ood", "ece", "crps", "spread_skill",

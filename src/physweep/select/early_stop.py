@@ -35,13 +35,25 @@ def baseline_sigma(baseline_evals: list[Path], objective: str, bootstrap_samples
     return math.nan, math.nan, "none"
 
 
-def decide(run: str, is_baseline: bool, run_eval: Path, baseline_evals: list[Path],
-           objective: str, sigma_factor: float, probe_fraction: float,
-           bootstrap_samples: int = 1000) -> dict[str, Any]:
-    """Continue or stop one run at the probe point."""
+def baseline_reference(baseline_evals: list[Path], objective: str,
+                       bootstrap_samples: int = 1000) -> dict[str, Any]:
+    """The round's early-stop reference, computed once from the baseline replicates' probe
+    evals (``baseline_probe.json``): mean, sigma, how sigma was estimated, each replicate's
+    score."""
+    mean, sigma, method = baseline_sigma(baseline_evals, objective, bootstrap_samples)
+    return {"objective": objective, "mean": mean, "sigma": sigma, "sigma_method": method,
+            "scores": {str(p): objective_score(read_eval(p), objective) for p in baseline_evals}}
+
+
+def decide(run: str, is_baseline: bool, run_eval: Path, baseline: dict[str, Any],
+           objective: str, sigma_factor: float, probe_fraction: float) -> dict[str, Any]:
+    """Continue or stop one run at the probe point; ``baseline`` is baseline_reference()'s."""
+    if baseline["objective"] != objective:
+        raise ValueError(f"baseline reference is for objective {baseline['objective']!r}, "
+                         f"not {objective!r}")
     summary = read_eval(run_eval)
     score = objective_score(summary, objective)
-    mean, sigma, method = baseline_sigma(baseline_evals, objective, bootstrap_samples)
+    mean, sigma, method = float(baseline["mean"]), float(baseline["sigma"]), baseline["sigma_method"]
     out = {
         "run": run, "objective": objective, "run_score": score, "baseline_mean": mean,
         "sigma": sigma, "sigma_method": method, "sigma_factor": sigma_factor,
