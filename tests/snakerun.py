@@ -56,6 +56,7 @@ def tiny_preset() -> dict:
     for suite in preset["eval"].values():
         suite.update(points=128, ensemble_members=2, horizon=4, long_horizon_from=3)
     preset["eval"]["small"]["n_traj"] = 2
+    preset["eval"]["full"]["horizon"] = 8  # twice the training horizon (max_horizon 32 -> 4)
     return preset
 
 

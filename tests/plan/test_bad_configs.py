@@ -110,6 +110,10 @@ def unknown_preset(root):
     _edit(root / "config" / "config.yaml", lambda d: d.update(preset="huge"))
 
 
+def short_full_eval(root):
+    _edit(root / "config" / "presets" / "demo.yaml", lambda d: d["eval"]["full"].update(horizon=6))
+
+
 def bad_data_key(root):
     _edit(root / "config" / "presets" / "demo.yaml", lambda d: d["data"].update(n_trian=12))
 
@@ -134,6 +138,7 @@ BATTERY = [
     (later_block_reference, "round_a.yaml", "blocks[1].fixed_from_block.block", "earlier block"),
     (unknown_preset, "config.yaml", "preset", "no preset file"),
     (bad_data_key, "demo.yaml", "data", "n_trian"),
+    (short_full_eval, "demo.yaml", "eval.full.horizon", "twice the training horizon"),
 ]
 
 

@@ -281,13 +281,22 @@ def _is_alias(values: dict[str, Any], ffb: dict, source_values: list[dict[str, A
 
 
 def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> None:
-    """Every concrete size of every run must map to an effective size in the preset."""
+    """Every concrete size of every run must map to an effective size in the preset, and the
+    full evaluation must roll out to at least twice every run's (effective) training horizon."""
     pfile = str(wcfg.preset_file)
+    full_horizon = int(wcfg.preset["eval"]["full"].get("horizon", 0))
     for r in runs:
         for k in K.SIZE_KNOBS:
             if not isinstance(r.values[k], Pending):
                 effective_size(wcfg.preset, k, r.values[k], pfile)
         effective_batch(wcfg.preset, r.batch_tokens, pfile)
+        if not isinstance(r.values["max_horizon"], Pending):
+            h = effective_size(wcfg.preset, "max_horizon", r.values["max_horizon"], pfile)
+            if full_horizon < 2 * h:
+                raise ConfigError(pfile, "eval.full.horizon",
+                                  f"full-eval horizon {full_horizon} is shorter than twice the "
+                                  f"training horizon {h} of run '{r.name}' (max_horizon "
+                                  f"{r.values['max_horizon']})", f"an integer >= {2 * h}")
 
 
 def _varied(runs: list[PlannedRun]) -> list[str]:
