@@ -18,8 +18,10 @@ Latent rollout: encode once, apply ``approximate`` repeatedly, decode only where
 
 Anchored (residual) output: a prediction at query positions is ``anchor + decode(z_t)``, where
 the anchor is the *initial* state carried from the input point set to the queries by
-inverse-distance k-NN interpolation (``ANCHOR_NEIGHBOURS`` points). The decoder head starts at
-zero, so an untrained model predicts persistence and training learns the change since t = 0.
+inverse-distance k-NN interpolation (``ANCHOR_NEIGHBOURS`` points; exact on input points). The
+trainer passes the stored grid state at t0 as the anchor of its grid targets, so the decoder
+learns the change since t = 0 rather than the interpolation error of its sparse training input.
+The decoder head starts at zero, so an untrained model predicts persistence.
 The anchor needs only the input point set, so the model stays discretization-agnostic.
 
 Units: the model reads positions in physical coordinates (metres) and rescales them to [0, 1]

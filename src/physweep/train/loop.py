@@ -255,7 +255,7 @@ class Trainer:
 
         cfg, split, g = self.cfg, self.split, self.gen
         c = split.fields.shape[2]
-        pos, vals, nxt, target = [], [], [], []
+        pos, vals, nxt, target, state0 = [], [], [], [], []
         for i in traj.tolist():
             t0 = int(torch.randint(split.n_time - h, (1,), generator=g))
             idx = sample_points(split.mask[i], cfg.points_per_sample, g)  # (P,)
@@ -264,12 +264,14 @@ class Trainer:
             vals.append(flat[t0][:, idx].T)  # (P, C)
             nxt.append(flat[t0 + 1][:, idx].T)
             target.append(self.fields[i, t0 + 1 : t0 + 1 + h])  # (h, C, H, W)
+            state0.append(flat[t0].T)  # (H*W, C): the grid targets' exact anchor (state at t0)
         d = self.device
         m = self.model
         return {"traj": traj, "pos": torch.stack(pos).to(d),
                 "vals": m.normalize(torch.stack(vals).to(d)),
                 "next": m.normalize(torch.stack(nxt).to(d)),
                 "target": m.normalize(torch.stack(target).to(d), dim=2),
+                "state0": m.normalize(torch.stack(state0).to(d)),
                 "mask": split.mask[traj].to(d), "inflow": split.inflow[traj].to(d)}
 
     # --- loss ------------------------------------------------------------------------------
@@ -289,7 +291,7 @@ class Trainer:
             zs.append(z)
         zs_all = torch.stack(zs, dim=1)  # (B, h, L, D)
         q = self.grid_pos.expand(b, -1, -1)  # (B, H*W, 2)
-        base = m.anchor(pos, vals, q).repeat_interleave(h, dim=0)  # (B*h, H*W, C) state at t=0
+        base = batch["state0"].repeat_interleave(h, dim=0)  # (B*h, H*W, C) state at t=0
         pred = m.predict(zs_all.flatten(0, 1), base, q.repeat_interleave(h, dim=0))
         pred = pred.transpose(1, 2).reshape(b, h, c, hh, ww)  # (B, h, C, H, W)
         per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3, 4))  # (B,)
