@@ -69,7 +69,7 @@ def test_nonfinite_rollout_is_a_failed_record(trained, tmp_path):
     assert out["diverged"] == 1 and out["gates_pass"] == 0
 
 
-def rollout(ckpt_path, weight=1.0, corrector=None, members=2):
+def rollout(ckpt_path, weight=1.0, corrector=None, members=2, batch_members=False):
     ckpt = load_checkpoint(ckpt_path)
     model, _ = load_model(ckpt_path, ckpt)
     den, ccfg = load_denoiser(ckpt, model)
@@ -77,7 +77,8 @@ def rollout(ckpt_path, weight=1.0, corrector=None, members=2):
 
     split = synthetic_split(n_traj=2, seed=1)
     return rollout_ensemble(model, den, corrector or ccfg, split, [0, 1], 1, 4, 48,
-                            torch.Generator().manual_seed(0), members, weight, grid_info(split))
+                            torch.Generator().manual_seed(0), members, weight, grid_info(split),
+                            batch_members=batch_members)
 
 
 def test_rollout_shape_and_corrector_calls(trained):
@@ -87,6 +88,11 @@ def test_rollout_shape_and_corrector_calls(trained):
     assert res.corrector_calls == 2 * (4 // 2) and res.s_per_step > 0
     plain = rollout(ckpt, corrector=CorrectorConfig(cadence=5, steps=1), members=3)
     assert plain.corrector_calls == 0 and torch.equal(plain.fields[0], plain.fields[2])
+    # computing the identical members as a batch (the corrector benchmark's timing reference)
+    # gives the same fields
+    batched = rollout(ckpt, corrector=CorrectorConfig(cadence=5, steps=1), members=3,
+                      batch_members=True)
+    assert torch.allclose(batched.fields, plain.fields, atol=1e-5)
 
 
 def test_knob_projection_weight_blends_outputs(trained):

@@ -52,8 +52,13 @@ def blend_projection(fields: torch.Tensor, mask: torch.Tensor, inflow: torch.Ten
 def rollout_ensemble(model: Surrogate, denoiser: Denoiser | None, corrector: CorrectorConfig,
                      split: FlowSplit, traj: list[int], start: int, horizon: int,
                      points: int | None, generator: torch.Generator, members: int,
-                     projection_weight: float, grid, device: str | torch.device = "cpu"
-                     ) -> RolloutResult:
+                     projection_weight: float, grid, device: str | torch.device = "cpu",
+                     batch_members: bool = False) -> RolloutResult:
+    """Roll ``members`` members of every trajectory in ``traj`` out for ``horizon`` steps.
+
+    ``batch_members``: compute all members even when the corrector never fires (they are then
+    identical; used to time a plain rollout of the same batch as a corrected ensemble).
+    """
     from physweep.physics.dataset import sample_points
     from physweep.physics.gates import physics_residual
 
@@ -67,7 +72,7 @@ def rollout_ensemble(model: Surrogate, denoiser: Denoiser | None, corrector: Cor
     hh, ww = split.grid_shape
     grid_pos = split.coords.reshape(1, -1, 2).to(device)  # (1, H*W, 2)
     fires = any(corrector.fires(t) for t in range(1, horizon + 1)) and denoiser is not None
-    m_run = members if fires else 1
+    m_run = members if fires or batch_members else 1
     out, calls, seconds = [], 0, 0.0
     for i in traj:
         mask = split.mask[i].to(device)  # (H, W)
