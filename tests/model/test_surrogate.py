@@ -46,6 +46,13 @@ def test_anchor_interpolates_between_points():
     vals = torch.tensor([[[1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
     mid = model.anchor(pos, vals, torch.tensor([[[0.5, 0.0], [1.0, 0.0]]]))
     assert mid[0, 0, 0].item() == pytest.approx(2.0) and mid[0, 1, 0].item() == pytest.approx(3.0)
+    # a query inside an obstacle gets the stored wall state (physical 0), not the flow around it
+    model.field_mean.fill_(0.5)
+    model.field_std.fill_(2.0)
+    q = torch.tensor([[[0.5, 0.0], [1.0, 0.0]]])
+    walled = model.anchor(pos, vals, q, solid=torch.tensor([[True, False]]))
+    assert torch.allclose(model.denormalize(walled[0, 0]), torch.zeros(3))
+    assert torch.equal(walled[0, 1], mid[0, 1])
 
 
 def outputs_differ(a: dict, b: dict) -> bool:

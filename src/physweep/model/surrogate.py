@@ -378,11 +378,14 @@ class Surrogate(nn.Module):
         """(B, L, D) latent, (B, Q, 2) physical query positions -> (B, Q, C) normalised values."""
         return self.decoder(z, self.unit_positions(pos))
 
-    def anchor(self, pos: torch.Tensor, values: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    def anchor(self, pos: torch.Tensor, values: torch.Tensor, query: torch.Tensor,
+               solid: torch.Tensor | None = None) -> torch.Tensor:
         """Initial state at the query positions: (B, N, 2), (B, N, C), (B, Q, 2) -> (B, Q, C).
 
         Inverse-squared-distance weights over the ANCHOR_NEIGHBOURS nearest input points; a
-        query on an input point gets that point's value (up to 1e-12 relative).
+        query on an input point gets that point's value (up to 1e-12 relative). ``solid``
+        (B, Q) bool marks queries inside obstacles: they get the wall state the data stores
+        there (all channels 0, normalised), not the interpolated neighbouring flow.
         """
         k = min(ANCHOR_NEIGHBOURS, pos.shape[1])
         p, out = self.unit_positions(pos), []
@@ -394,7 +397,11 @@ class Surrogate(nn.Module):
             neigh = torch.gather(values.unsqueeze(1).expand(-1, q.shape[1], -1, -1), 2,
                                  idx.unsqueeze(-1).expand(-1, -1, -1, values.shape[-1]))
             out.append((w.unsqueeze(-1) * neigh).sum(dim=2))  # (B, q, C)
-        return torch.cat(out, dim=1)
+        base = torch.cat(out, dim=1)
+        if solid is not None:
+            wall = self.normalize(torch.zeros(values.shape[-1], dtype=base.dtype, device=base.device))
+            base = torch.where(solid.unsqueeze(-1), wall, base)
+        return base
 
     def predict(self, z: torch.Tensor, anchor: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Anchored prediction: (B, L, D) latent, (B, Q, C) anchor, (B, Q, 2) -> (B, Q, C)."""
