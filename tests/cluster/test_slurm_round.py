@@ -37,8 +37,18 @@ def _run(cmd: list[str], cwd: Path, limit_s: int, env: dict | None = None):
                           timeout=limit_s + 60)
 
 
+def _say(config: pytest.Config, line: str) -> None:
+    """Put a measured figure into the test log even when the test passes (CI keeps it)."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if capture is None:
+        print(f"[slurm] {line}")
+        return
+    with capture.global_and_fixture_disabled():
+        print(f"\n[slurm] {line}", flush=True)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, pytestconfig):
     if os.geteuid() != 0:
         pytest.skip("the SLURM test needs root (installs packages, runs the daemons)")
     have_slurm = all(shutil.which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch"))
@@ -52,7 +62,7 @@ def cluster(tmp_path_factory):
     if proc.returncode == 3:
         pytest.skip(f"cannot set up SLURM here: {proc.stderr.strip()[-500:]}")
     assert proc.returncode == 0, proc.stderr[-4000:]
-    print(f"cluster set-up: {time.monotonic() - t0:.1f} s; {proc.stderr.strip()}")
+    _say(pytestconfig, f"cluster set-up: {time.monotonic() - t0:.1f} s; {proc.stderr.strip()}")
     os.environ["SLURM_CONF"] = str(state / "etc" / "slurm.conf")
     try:
         yield state
@@ -130,7 +140,7 @@ def _metrics(csv: Path) -> pd.DataFrame:
     return df[[c for c in df.columns if not machine.search(c)]]
 
 
-def test_round_on_slurm_with_preemption_equals_local(cluster, local_round, tmp_path):
+def test_round_on_slurm_with_preemption_equals_local(cluster, local_round, tmp_path, pytestconfig):
     work = tmp_path
     cfg = write_tiny_config(work)
     # the generated data is not what is under test: reuse the local run's (saves a minute)
@@ -170,8 +180,8 @@ def test_round_on_slurm_with_preemption_equals_local(cluster, local_round, tmp_p
     show = subprocess.run(["scontrol", "show", "job", gpu_jobs[0]], capture_output=True,
                           text=True, timeout=30).stdout
     assert "gres:gpu" in show.replace("gres/gpu", "gres:gpu"), show
-    print(f"SLURM round: {len(ids)} jobs ({n_jobs} rule blocks) in {wall:.0f} s, "
-          f"{wall / len(ids):.1f} s per job; preemption: {preempter.events}")
+    _say(pytestconfig, f"SLURM round: {len(ids)} jobs ({n_jobs} rule blocks) in {wall:.0f} s, "
+                       f"{wall / len(ids):.1f} s per job; preemption: {preempter.events}")
 
     # --- preemption: requeued by SLURM, checkpointed, resumed from the partial checkpoint ---
     assert preempter.jobid in ids, f"the preemption did not happen: {preempter.events}"
