@@ -134,3 +134,31 @@ def test_ema_window_scales_with_the_budget(wcfg):
     # same averaging window as a fraction of training: (1 - ema_eff) * steps == (1 - ema) * 20000
     assert spec["train"]["ema"] == pytest.approx(0.9995 ** (20000 / steps))
     assert (1 - spec["train"]["ema"]) * steps == pytest.approx((1 - 0.9995) * 20000, rel=0.1)
+
+
+def test_runs_identical_at_the_probe_are_flagged(base_config, repo_root):
+    """Round D at the demo preset: with 3 curriculum stages over 80 steps the probe (step 28)
+    falls in stage 2, where max_horizon 16 and 32 (effective 2 and 4) both train at horizon 2."""
+    import dataclasses
+
+    from physweep.plan.config import load_workflow_config
+
+    def twins(config, stages=None):
+        wcfg = load_workflow_config(config, repo_root)
+        if stages is not None:
+            preset = {**wcfg.preset, "train": {**wcfg.preset["train"], "curriculum_stages": stages}}
+            wcfg = dataclasses.replace(wcfg, preset=preset)
+        return [w for w in plan_round(wcfg, "round_d").warnings if "identically" in w]
+
+    found = twins(base_config)
+    assert len(found) == 2
+    assert any("max_horizon~16_freeze_bottom_layers_on_expand~false, "
+               "max_horizon~32_freeze_bottom_layers_on_expand~false" in w for w in found)
+    assert all("step 28 of 80" in w for w in found)
+    # a probe after the last expansion separates every run
+    later = {**base_config, "early_stop": {**base_config["early_stop"], "probe_fraction": 0.7}}
+    assert twins(later) == []
+    # one stage: the horizons differ from the start, but nothing ever expands, so freezing
+    # never acts and each freeze true/false pair is flagged
+    single = twins(base_config, stages=1)
+    assert len(single) == 3 and all("freeze_bottom_layers_on_expand~false" in w for w in single)

@@ -254,7 +254,7 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
 
     _check_sizes(wcfg, runs)
     varied = _varied(runs)
-    warnings = _guardrails(rnd, file, varied, runs)
+    warnings = _guardrails(rnd, file, varied, runs) + _probe_twins(wcfg, runs)
     return RoundPlan(
         round=name, file=file, title=rnd.get("title", name), objective=rnd["objective"],
         runs=runs, aliases=aliases, warnings=warnings, blocks=[b["name"] for b in rnd["blocks"]],
@@ -297,6 +297,45 @@ def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> None:
                                   f"full-eval horizon {full_horizon} is shorter than twice the "
                                   f"training horizon {h} of run '{r.name}' (max_horizon "
                                   f"{r.values['max_horizon']})", f"an integer >= {2 * h}")
+
+
+CURRICULUM_KNOBS = ("max_horizon", "freeze_bottom_layers_on_expand")
+
+
+def _probe_twins(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> list[str]:
+    """Runs that differ only in curriculum knobs whose schedules (horizon, freezing) agree up to
+    the probe step train identically until then: the early-stop rule decides them on identical
+    probes. One warning per such group."""
+    from physweep.train.curriculum import Curriculum
+
+    cfg, preset, pfile = wcfg.config, wcfg.preset, str(wcfg.preset_file)
+    stages = int(preset["train"].get("curriculum_stages", 3))
+    fraction = float(cfg["early_stop"]["probe_fraction"])
+    ref = effective_batch(preset, int(cfg["compute"]["ref_batch_tokens"]), pfile)
+    budget = effective_size(preset, "budget_steps", int(cfg["compute"]["budget_steps"]), pfile)
+    groups: dict[tuple, list[PlannedRun]] = {}
+    for r in runs:
+        if any(isinstance(r.values[k], Pending) for k in CURRICULUM_KNOBS):
+            continue
+        total = budget * ref // effective_batch(preset, r.batch_tokens, pfile)
+        cur = Curriculum(effective_size(preset, "max_horizon", r.values["max_horizon"], pfile),
+                         stages, total, bool(r.values["freeze_bottom_layers_on_expand"]))
+        probe = round(fraction * total)
+        starts = sorted({-(-k * total // stages) for k in range(stages)})  # first step per stage
+        schedule = tuple((t, cur.horizon(t), cur.frozen(t)) for t in starts if t < probe)
+        rest = tuple((k, str(v)) for k, v in sorted(r.values.items()) if k not in CURRICULUM_KNOBS)
+        groups.setdefault((rest, r.seed, r.batch_tokens, schedule), []).append(r)
+    out = []
+    for group in groups.values():
+        if len(group) > 1:
+            r = group[0]
+            total = budget * ref // effective_batch(preset, r.batch_tokens, pfile)
+            out.append(f"runs {', '.join(g.name for g in group)} train identically up to the "
+                       f"probe point (step {round(fraction * total)} of {total}: the same "
+                       f"curriculum horizons and freezing so far), so the early-stop rule "
+                       f"decides them on identical probes; fewer curriculum_stages or a later "
+                       f"probe_fraction separates them")
+    return out
 
 
 def _varied(runs: list[PlannedRun]) -> list[str]:

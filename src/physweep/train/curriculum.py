@@ -13,8 +13,10 @@ corrector keep training. The state is a pure function of the step, so a resumed 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # the schedule itself is torch-free: the planner uses it at parse time
+    from torch import nn
 
 
 @dataclass(frozen=True)
