@@ -309,7 +309,7 @@ def _probe_twins(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> list[str]:
     from physweep.train.curriculum import Curriculum
 
     cfg, preset, pfile = wcfg.config, wcfg.preset, str(wcfg.preset_file)
-    stages = int(preset["train"].get("curriculum_stages", 3))
+    stages = int(preset["train"].get("curriculum_stages", 3))  # 3: TrainConfig's default
     fraction = float(cfg["early_stop"]["probe_fraction"])
     ref = effective_batch(preset, int(cfg["compute"]["ref_batch_tokens"]), pfile)
     budget = effective_size(preset, "budget_steps", int(cfg["compute"]["budget_steps"]), pfile)
