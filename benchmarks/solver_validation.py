@@ -1,7 +1,12 @@
 """Solver validation: Schäfer–Turek 2D-2 (Re = 100) convergence table and 2D-1 (Re = 20).
 
-Usage: ``python benchmarks/solver_validation.py [--resolutions 10 20 40] [--no-compile]
+Usage: ``python benchmarks/solver_validation.py [--resolutions 10 20] [--no-compile]
 [--staircase] [--threads 1]``.
+
+Known problem: a D = 40 row (``--resolutions 10 20 40``) grew to 24 GB resident memory and was
+killed by the OOM killer on a 24 GB machine; 2,000-step probes at D = 40 stay flat at 0.75 GB
+(eager) / 2.0 GB (compiled), so the growth is in the long spin-up/measurement loop and not yet
+found. The default stops at D = 20, which already meets the 5% target.
 
 2D-2: St, c_D,max, c_L,max and their errors against the centre of the published intervals
 (St 0.300, c_D,max 3.23, c_L,max 1.00) for each cells-per-diameter D, with the runtime of the row.
@@ -41,7 +46,7 @@ def ok5(r) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--resolutions", type=int, nargs="+", default=[10, 20, 40])
+    ap.add_argument("--resolutions", type=int, nargs="+", default=[10, 20])
     ap.add_argument("--steady-resolutions", type=int, nargs="*", default=[10, 20])
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-sequencing", action="store_true")
