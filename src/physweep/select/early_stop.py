@@ -22,6 +22,11 @@ def baseline_sigma(baseline_evals: list[Path], objective: str, bootstrap_samples
                    seed: int = 0) -> tuple[float, float, str]:
     """(mean, sigma, method) of the baseline's probe score."""
     scores = [objective_score(read_eval(p), objective) for p in baseline_evals]
+    return _sigma(scores, baseline_evals, objective, bootstrap_samples, seed)
+
+
+def _sigma(scores: list[float], baseline_evals: list[Path], objective: str,
+           bootstrap_samples: int, seed: int = 0) -> tuple[float, float, str]:
     finite = [s for s in scores if math.isfinite(s)]
     if len(finite) >= 2:
         return float(np.mean(finite)), float(np.std(finite, ddof=1)), "seeds"
@@ -40,9 +45,10 @@ def baseline_reference(baseline_evals: list[Path], objective: str,
     """The round's early-stop reference, computed once from the baseline replicates' probe
     evals (``baseline_probe.json``): mean, sigma, how sigma was estimated, each replicate's
     score."""
-    mean, sigma, method = baseline_sigma(baseline_evals, objective, bootstrap_samples)
+    scores = [objective_score(read_eval(p), objective) for p in baseline_evals]  # read once
+    mean, sigma, method = _sigma(scores, baseline_evals, objective, bootstrap_samples)
     return {"objective": objective, "mean": mean, "sigma": sigma, "sigma_method": method,
-            "scores": {str(p): objective_score(read_eval(p), objective) for p in baseline_evals}}
+            "scores": {str(p): s for p, s in zip(baseline_evals, scores, strict=True)}}
 
 
 def decide(run: str, is_baseline: bool, run_eval: Path, baseline: dict[str, Any],
