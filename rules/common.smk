@@ -6,7 +6,7 @@ import sys
 from physweep.plan.config import load_workflow_config
 from physweep.plan.errors import ConfigError, ConfigErrors
 from physweep.plan.table import plan_records
-from physweep.plan.workflow import Workflow, block_winner_path
+from physweep.plan.workflow import Workflow, rerun_hint
 
 try:
     WCFG = load_workflow_config(config, root=workflow.basedir)
@@ -141,11 +141,6 @@ def get_run_meta(wildcards):
         },
         "swept": plan.varied,
     }
-
-
-def get_rerun_hint(wildcards):
-    """Template ({round}, {run}) of the command that reruns one run and what depends on it."""
-    return f"snakemake --cores 2 {{round}} --forcerun {R}/{{round}}/runs/{{run}}/probe/checkpoint.pt"
 
 
 def get_plan_records(wildcards):

@@ -63,7 +63,7 @@ rule report:
     params:
         runs=lambda w: WF.run_names(w.round),
         promoted=lambda w: get_promoted(w.round),
-        rerun_hint=get_rerun_hint,
+        rerun_hint=lambda wildcards: rerun_hint(R),  # a function: the text holds {round} {run}
     script:
         "../workflow/scripts/report.py"
 

@@ -30,6 +30,12 @@ def source_path(results: str, round_name: str, source: str) -> str:
     return block_winner_path(results, round_name, name)
 
 
+def rerun_hint(results: str = "results") -> str:
+    """Template ({round}, {run}) of the command that reruns one run and what depends on it."""
+    return (f"snakemake --cores 2 {{round}} --forcerun "
+            f"{results}/{{round}}/runs/{{run}}/probe/checkpoint.pt")
+
+
 def known_winners(wcfg: WorkflowConfig, round_name: str, workdir: Path) -> dict[str, dict]:
     """Winner values already on disk for the round's sources (for display only)."""
     out = {}

@@ -15,6 +15,7 @@ import yaml
 
 from physweep import __version__
 from physweep.io import atomic_path, code_version, write_text
+from physweep.plan.workflow import rerun_hint
 from physweep.report import figures as F
 from physweep.report.effects import EffectsResult, estimate_effects, short_label
 from physweep.report.html import (
@@ -31,9 +32,7 @@ from physweep.report.html import (
 
 __all__ = ["DEFAULT_RERUN_HINT", "build_round_report", "load_ranking"]
 
-DEFAULT_RERUN_HINT = (
-    "snakemake --cores 2 {round} --forcerun results/{round}/runs/{run}/probe/checkpoint.pt"
-)
+DEFAULT_RERUN_HINT = rerun_hint()
 
 METRICS = ["nrmse", "nrmse_long", "nrmse_ood", "ece", "crps", "spread_skill",
            "s_per_step", "j_per_step"]
