@@ -85,11 +85,17 @@ def test_preset_shapes_and_parameter_count(name):
     assert torch.isfinite(y).all()
 
 
+# The figures README.md and the notes quote: a change of architecture or preset sizes must
+# update them.
+PARAMETER_COUNTS = {"demo": 394_563, "full": 52_544_643}
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_parameter_counts(name):
     n = count_parameters(Surrogate(preset_model_config(name)))
     print(f"\npreset {name}: {n:,} parameters")
     assert n > 0
+    assert n == PARAMETER_COUNTS[name]
 
 
 def test_full_preset_sizes():

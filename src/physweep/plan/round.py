@@ -313,7 +313,7 @@ def _probe_twins(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> list[str]:
     fraction = float(cfg["early_stop"]["probe_fraction"])
     ref = effective_batch(preset, int(cfg["compute"]["ref_batch_tokens"]), pfile)
     budget = effective_size(preset, "budget_steps", int(cfg["compute"]["budget_steps"]), pfile)
-    groups: dict[tuple, list[PlannedRun]] = {}
+    groups: dict[tuple, list[str]] = {}
     for r in runs:
         if any(isinstance(r.values[k], Pending) for k in CURRICULUM_KNOBS):
             continue
@@ -324,18 +324,12 @@ def _probe_twins(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> list[str]:
         starts = sorted({-(-k * total // stages) for k in range(stages)})  # first step per stage
         schedule = tuple((t, cur.horizon(t), cur.frozen(t)) for t in starts if t < probe)
         rest = tuple((k, str(v)) for k, v in sorted(r.values.items()) if k not in CURRICULUM_KNOBS)
-        groups.setdefault((rest, r.seed, r.batch_tokens, schedule), []).append(r)
-    out = []
-    for group in groups.values():
-        if len(group) > 1:
-            r = group[0]
-            total = budget * ref // effective_batch(preset, r.batch_tokens, pfile)
-            out.append(f"runs {', '.join(g.name for g in group)} train identically up to the "
-                       f"probe point (step {round(fraction * total)} of {total}: the same "
-                       f"curriculum horizons and freezing so far), so the early-stop rule "
-                       f"decides them on identical probes; fewer curriculum_stages or a later "
-                       f"probe_fraction separates them")
-    return out
+        groups.setdefault((probe, total, rest, r.seed, schedule), []).append(r.name)
+    return [f"runs {', '.join(names)} train identically up to the probe point (step {probe} of "
+            f"{total}: the same curriculum horizons and freezing so far), so the early-stop rule "
+            f"decides them on identical probes; fewer curriculum_stages or a later "
+            f"probe_fraction separates them"
+            for (probe, total, *_), names in groups.items() if len(names) > 1]
 
 
 def _varied(runs: list[PlannedRun]) -> list[str]:
