@@ -40,6 +40,19 @@ def test_nrmse_matches_manual_and_mask():
     assert torch.allclose(M.nrmse(p2, y, mask), manual_m)
 
 
+def test_nrmse_per_channel():
+    y = _fields((5, 3, 8, 8))
+    p = y.clone()
+    p[:, 1] = 0.0  # only channel 1 wrong: nRMSE 1 there, 0 in the others
+    per_c = M.nrmse_channels(p, y)
+    assert per_c.shape == (5, 3)
+    assert torch.allclose(per_c, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).expand(5, 3))
+    assert torch.allclose(M.nrmse(p, y), per_c.mean(-1))
+    mask = torch.ones(8, 8, dtype=torch.bool)
+    mask[2:4, 2:4] = False
+    assert torch.allclose(M.nrmse(p, y, mask), M.nrmse_channels(p, y, mask).mean(-1))
+
+
 def test_nrmse_zero_truth_guard():
     y = torch.zeros(1, 1, 4, 4)
     assert M.nrmse(y, y).item() == 0.0

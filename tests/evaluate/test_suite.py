@@ -7,13 +7,13 @@ import xarray as xr
 from physweep_testkit import synthetic_split, tiny_spec, write_dataset
 
 from physweep.evaluate.rollout import rollout_ensemble
-from physweep.evaluate.suite import EvalSuite, evaluate_checkpoint, summary
+from physweep.evaluate.suite import SUMMARY_KEYS, EvalSuite, evaluate_checkpoint, summary
 from physweep.model.corrector import CorrectorConfig, load_denoiser
 from physweep.model.surrogate import load_checkpoint, load_model, save_checkpoint
 from physweep.train.loop import train_run
 
 SUITE = EvalSuite("small", splits=["test", "ood"], n_traj=2, horizon=4, long_horizon_from=3,
-                  ensemble_members=3, points=48)
+                  ensemble_members=3, points=48, starts=2)
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +28,39 @@ def test_eval_file_and_summary(trained, tmp_path):
     data, ckpt = trained
     out = evaluate_checkpoint(ckpt, data, SUITE, tmp_path / "e.nc", device="cpu")
     with xr.open_dataset(tmp_path / "e.nc") as ds:
-        assert ds["nrmse"].dims == ("traj", "lead") and ds.sizes["lead"] == 4
-        assert list(ds["split"].values) == ["test", "test", "ood", "ood"]
-        for v in ("vrmse", "pearson", "correlation_time", "ece", "crps", "spread_skill"):
+        assert ds["nrmse"].dims == ("sample", "lead") and ds.sizes["lead"] == 4
+        # 2 trajectories x 2 starts per split
+        assert list(ds["split"].values) == ["test"] * 4 + ["ood"] * 4
+        assert list(ds["traj_index"].values) == [0, 0, 1, 1] * 2
+        assert set(ds["regime"].values) == {"laminar", "shedding"}
+        starts = ds["start"].values
+        assert ((starts >= 1) & (starts <= 10 - 1 - 4)).all()
+        for v in ("vrmse", "pearson", "correlation_time", "ece", "crps", "spread_skill",
+                  "nrmse_persistence", "nrmse_linear", "nrmse_reference"):
             assert v in ds
+        assert ds["nrmse_channel"].dims == ("sample", "lead", "channel")
+        assert list(ds["channel"].values) == ["u", "v", "p"]
+        assert np.allclose(ds["nrmse_channel"].mean("channel"), ds["nrmse"])
         assert any(v.startswith("gate_") and v.endswith("_pass") for v in ds.data_vars)
         nrmse = ds["nrmse"].values
-        assert out["nrmse"] == pytest.approx(nrmse[:2].mean())
-        assert out["nrmse_long"] == pytest.approx(nrmse[:2, 2:].mean())
-        assert out["nrmse_ood"] == pytest.approx(nrmse[2:].mean())
+        assert out["nrmse"] == pytest.approx(nrmse[:4].mean())
+        assert out["nrmse_long"] == pytest.approx(nrmse[:4, 2:].mean())
+        assert out["nrmse_ood"] == pytest.approx(nrmse[4:].mean())
+        assert out["nrmse_linear"] == pytest.approx(ds["nrmse_linear"].values[:4].mean())
+        assert out["nrmse_u"] == pytest.approx(ds["nrmse_channel"].values[:4, :, 0].mean())
+        lam = ds["regime"].values[:4] == "laminar"
+        assert out["nrmse_regime_laminar"] == pytest.approx(nrmse[:4][lam].mean())
+        assert out["nrmse_persistence_regime_shedding"] == pytest.approx(
+            ds["nrmse_persistence"].values[:4][~lam].mean())
+        assert out["n_samples"] == 4 and out["n_samples_regime_laminar"] == 2
+        assert np.isnan(ds["nrmse_reference"].values).all()
     assert out["diverged"] == 0 and math.isfinite(out["nrmse_persistence"])
+    assert out["skill"] == pytest.approx(1 - out["nrmse"] / out["nrmse_persistence"])
+    assert math.isnan(out["nrmse_reference"]) and math.isnan(out["skill_reference"])
     assert out["spread_skill"] > 0  # corrector noise spreads the ensemble
     assert summary(tmp_path / "e.nc") == pytest.approx(out, nan_ok=True)
+    for key in SUMMARY_KEYS:
+        assert key in out
 
 
 def test_missing_ood_split_gives_nan(trained, tmp_path):
@@ -63,7 +84,7 @@ def test_diverged_checkpoint_is_a_failed_record(trained, tmp_path):
 def test_nonfinite_rollout_is_a_failed_record(trained, tmp_path):
     data, ckpt = trained
     c = load_checkpoint(ckpt)
-    c["ema"]["surrogate"]["decoder.head.bias"].fill_(float("inf"))
+    c["ema"]["surrogate"]["decoder.change_head.bias"].fill_(float("inf"))
     save_checkpoint(tmp_path / "n.pt", c)
     out = evaluate_checkpoint(tmp_path / "n.pt", data, SUITE, tmp_path / "e.nc", device="cpu")
     assert out["diverged"] == 1 and out["gates_pass"] == 0

@@ -275,3 +275,81 @@ def test_effects_response_is_the_probe_score(tmp_path):
     vals, src = _effects_response(df, dec, {"c": "diverged"})
     assert list(vals[:2]) == [0.5, 0.6] and math.isnan(vals[2]) and vals[3] == 0.7
     assert src == "mixed"
+
+
+# ----------------------------------------------------------------------------- issue 11:
+# baselines (persistence, linear extrapolation, reference model) and per-regime accuracy
+
+
+def test_ranking_shows_baselines_skill_and_regimes(tmp_path):
+    from physweep.report.synthetic import make_round
+
+    inputs = make_round(tmp_path / "round", n_runs=12)
+    ranking = pd.read_csv(inputs["ranking_csv"])
+    out = build_round_report(**inputs, out_html=tmp_path / "r.html", tables_dir=tmp_path / "t",
+                             figures_dir=tmp_path / "f")
+    html = out.read_text()
+    table = _table(html, "ranking")
+    headers = re.findall(r"<th>(.*?)</th>", table.split("</thead>")[0])
+    i = headers.index("score")
+    assert headers[i:i + 5] == ["score", "nRMSE", "persistence nRMSE", "reference nRMSE",
+                                "skill vs persistence"]
+    win = ranking.loc[ranking["winner"]].iloc[0]
+    row = next(r for r in table.split("</tr>") if f"★ ▲ {win['run']}" in r)
+    cells = re.findall(r'<td data-v="([^"]*)"', row)
+    assert float(cells[i + 2]) == pytest.approx(win["nrmse_persistence"])
+    assert float(cells[i + 4]) == pytest.approx(1 - win["nrmse"] / win["nrmse_persistence"])
+    # per-regime table of the best runs (winner and promoted), with the baselines
+    regimes = html.split("<h2>Accuracy by regime</h2>")[1].split("<h2>")[0]
+    for run in ranking.loc[ranking["promoted"], "run"]:
+        assert run in regimes
+    for label in ("periodic", "irregular", "all regimes", "persistence", "linear extrapolation",
+                  "reference model", "nRMSE u", "nRMSE p"):
+        assert label in regimes
+    assert "irregular" in (tmp_path / "t" / "regimes.html").read_text()
+
+
+def test_ranking_without_reference_hides_its_column(tmp_path):
+    inputs = _inputs(tmp_path)  # eval files of the earlier format: no samples, no baselines
+    df = pd.read_csv(inputs["ranking_csv"])
+    df["nrmse_persistence"] = 0.5
+    df["nrmse_reference"] = math.nan
+    df.to_csv(inputs["ranking_csv"], index=False)
+    html = build_round_report(**inputs, out_html=tmp_path / "r.html").read_text()
+    headers = re.findall(r"<th>(.*?)</th>", _table(html, "ranking").split("</thead>")[0])
+    assert "persistence nRMSE" in headers and "reference nRMSE" not in headers
+    assert "skill vs persistence" in headers  # computed from nRMSE and persistence
+    regimes = html.split("<h2>Accuracy by regime</h2>")[1].split("<h2>")[0]
+    assert "no <code>regime</code> coordinate" in regimes
+
+
+def test_lead_series_panels_carry_their_baselines(tmp_path):
+    from physweep.report.round import _lead_series
+    from physweep.report.synthetic import make_round
+
+    inputs = make_round(tmp_path / "round", n_runs=12)
+    evals = {r: xr.load_dataset(p) for r, p in inputs["eval_files"].items()}
+    series, base = _lead_series(evals)
+    assert list(series) == ["small eval, test", "small eval, ood", "full eval, test",
+                            "full eval, ood"]
+    for panel in series:
+        assert set(base[panel]) == {"persistence", "linear", "reference"}
+    small = next(ds for ds in evals.values() if ds.attrs["suite"] == "small")
+    lead, pers = base["small eval, test"]["persistence"]
+    assert np.allclose(pers, small["nrmse_persistence"].values[:4].mean(axis=0))
+    # one suite only: panels are the splits, as before
+    only = {r: ds for r, ds in evals.items() if ds.attrs["suite"] == "small"}
+    assert list(_lead_series(only)[0]) == ["test", "ood"]
+
+
+def test_error_vs_lead_figure_draws_baselines_and_survives_bad_values():
+    from physweep.report.figures import error_vs_lead_figure
+
+    lead = np.arange(1.0, 9.0)
+    series = {"test": {"a": (lead, 0.3 + 0.01 * lead), "b": (lead, np.full(8, np.nan))}}
+    base = {"test": {"persistence": (lead, 0.4 + 0.0 * lead), "linear": (lead, 0.1 * lead ** 3),
+                     "reference": (lead, np.full(8, np.nan))}}
+    png = error_vs_lead_figure(series, baselines=base)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    zero = {"test": {"persistence": (lead, np.zeros(8)), "linear": (lead, np.inf * lead)}}
+    assert error_vs_lead_figure(series, baselines=zero)[:4] == b"\x89PNG"

@@ -34,9 +34,11 @@ __all__ = [
     "crps_gaussian",
     "empirical_quantiles",
     "nrmse",
+    "nrmse_channels",
     "pearson",
     "quantile_ece",
     "quantile_levels",
+    "skill",
     "spread_skill_ratio",
     "vrmse",
 ]
@@ -92,18 +94,40 @@ def _space_count(x: Tensor, weight: Tensor | None) -> Tensor:
     return weight.to(x.dtype).sum(dim=(-2, -1))
 
 
-def nrmse(pred, truth, mask=None) -> Tensor:
-    """PDEBench normalised RMSE.
+def nrmse_channels(pred, truth, mask=None) -> Tensor:
+    """PDEBench normalised RMSE of every channel: ``(..., C, H, W) -> (..., C)``.
 
     For every sample, channel (and time, if time is a leading dim) the ratio
-    ``||ŷ - y||_2 / max(||y||_2, NRMSE_EPS)`` over the (fluid) spatial cells, then the mean over
-    channels. Shapes: ``(..., C, H, W) -> (...)``. A perfect prediction scores 0, predicting
-    zeros scores 1.
+    ``||ŷ - y||_2 / max(||y||_2, NRMSE_EPS)`` over the (fluid) spatial cells.
     """
     pred, truth, w = _prep(pred, truth, mask)
     err = _space_sum(_masked((pred - truth) ** 2, w)).sqrt()
     ref = _space_sum(_masked(truth**2, w)).sqrt()
-    return (err / ref.clamp_min(NRMSE_EPS)).mean(dim=-1)
+    return err / ref.clamp_min(NRMSE_EPS)
+
+
+def nrmse(pred, truth, mask=None) -> Tensor:
+    """PDEBench normalised RMSE: :func:`nrmse_channels`, then the mean over channels.
+
+    Shapes: ``(..., C, H, W) -> (...)``. A perfect prediction scores 0, predicting zeros
+    scores 1.
+    """
+    return nrmse_channels(pred, truth, mask).mean(dim=-1)
+
+
+def skill(error, reference_error):
+    """Skill score ``1 - error / reference_error`` (elementwise; floats or arrays).
+
+    1 = perfect, 0 = as good as the reference forecast (e.g. persistence), < 0 = worse. NaN where
+    the reference error is not finite and positive (a reference that is already exact, or
+    missing, leaves nothing to measure skill against); a NaN/inf error gives NaN/-inf.
+    """
+    err = np.asarray(error, dtype=np.float64)
+    ref = np.asarray(reference_error, dtype=np.float64)
+    ok = np.isfinite(ref) & (ref > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(ok, 1.0 - err / np.where(ok, ref, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
 
 
 def vrmse(pred, truth, mask=None) -> Tensor:

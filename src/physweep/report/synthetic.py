@@ -27,6 +27,25 @@ WARMUP = [0.03, 0.05, 0.06]
 GATES = ("divergence", "mass_flux")
 
 
+#: 2 test trajectories x 2 start snapshots, then 2 OOD samples (the eval files' sample coords)
+SAMPLES = {"split": ("sample", ["test"] * 4 + ["ood"] * 2),
+           "traj_index": ("sample", [0, 0, 1, 1, 0, 1]),
+           "start": ("sample", [3, 11, 5, 14, 7, 7]),
+           "regime": ("sample", ["periodic", "periodic", "irregular", "irregular", "periodic",
+                                 "irregular"])}
+
+
+def _baselines(suite: str, lead: np.ndarray) -> dict[str, np.ndarray]:
+    """Baseline errors (sample, lead), the same for every run of a suite: persistence rising
+    to a plateau, linear extrapolation blowing up, the reference model below both."""
+    k = 1.0 if suite == "small" else 1.1
+    ramp = np.array([1.0, 0.9, 1.1, 1.0, 0.95, 1.05])[:, None]
+    pers = k * 0.9 * ramp * (1 - np.exp(-lead / 3.0))[None]
+    return {"persistence": pers,
+            "linear": k * ramp * (0.25 * lead[None] ** 1.5 / 2),
+            "reference": 0.45 * pers}
+
+
 def _spec(run: str, seed: int, lr: float, ema: float, warmup: float) -> dict[str, Any]:
     return {"run": run, "round": "round_s", "block": "optimizer", "preset": "demo", "seed": seed,
             "nominal": {"lr": lr, "ema": ema, "warmup": warmup, "model_dim": 384},
@@ -99,13 +118,18 @@ def make_round(root: Path, n_runs: int = 12, seed: int = 0, steps: int = 60) -> 
         err = (math.nan if div else r.y) * (1 + 0.1 * lead)[None] * (1 + 0.05 * rng.random((6, 8)))
         gate_vals = np.full(6, 0.5 if fails else 0.01)
         suite = "full" if run in promoted else "small"
+        base = _baselines(suite, lead)
+        per_c = err[..., None] * np.array([0.5, 1.2, 1.3])  # (sample, lead, channel)
         ds = xr.Dataset(
-            {"nrmse": (("traj", "lead"), err),
-             "calibration": (("traj", "quantile"), np.tile(calib, (6, 1))),
-             **{f"gate_{g}": ("traj", gate_vals) for g in GATES},
-             **{f"gate_{g}_pass": ("traj", (gate_vals < 0.1).astype("int8")) for g in GATES}},
-            coords={"lead": lead, "quantile": q, "split": ("traj", ["test"] * 4 + ["ood"] * 2)},
+            {"nrmse": (("sample", "lead"), err),
+             "nrmse_channel": (("sample", "lead", "channel"), per_c),
+             **{f"nrmse_{b}": (("sample", "lead"), v) for b, v in base.items()},
+             "calibration": (("sample", "quantile"), np.tile(calib, (6, 1))),
+             **{f"gate_{g}": ("sample", gate_vals) for g in GATES},
+             **{f"gate_{g}_pass": ("sample", (gate_vals < 0.1).astype("int8")) for g in GATES}},
+            coords={"lead": lead, "quantile": q, "channel": ["u", "v", "p"], **SAMPLES},
             attrs={"nrmse": float(r.y), "ece": float(abs(spread - 1) / 4), "suite": suite,
+                   **{f"nrmse_{b}": float(v[:4].mean()) for b, v in base.items()},
                    "code_version": "abc123", "packages": PACKAGES, "run_spec": json.dumps(spec)},
         )
         ds.to_netcdf(d / f"{suite}_eval.nc")
@@ -123,7 +147,10 @@ def make_round(root: Path, n_runs: int = 12, seed: int = 0, steps: int = 60) -> 
             "promoted": run in promoted, "winner": bool(ranked) and run == ranked[0],
             "rank": rank, "objective": "nrmse", "score": math.inf if div else r.y,
             "knob.lr": r.lr, "knob.ema": r.ema, "knob.warmup": r.warmup,
-            "nrmse": r.y, "nrmse_long": r.y * 1.5, "nrmse_ood": r.y * 2,
+            "nrmse": r.y,
+            **{f"nrmse_{b}": float(v[:4].mean()) for b, v in _baselines(suite, lead).items()},
+            "skill": 1 - r.y / float(_baselines(suite, lead)["persistence"][:4].mean()),
+            "nrmse_long": r.y * 1.5, "nrmse_ood": r.y * 2,
             "ece": math.nan if div else 0.05, "crps": math.nan if div else 0.1,
             "spread_skill": math.nan if div else 0.9, "s_per_step": 0.03, "j_per_step": math.nan,
             "gates_pass": not (div or fails),

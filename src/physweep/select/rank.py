@@ -14,6 +14,12 @@ import pandas as pd
 
 from physweep.select.scores import objective_cost_label, objective_score, read_eval
 
+#: eval-summary columns of ranking.csv: the run's errors next to the baselines on the same
+#: samples (persistence, linear extrapolation, reference model), skill = 1 - nrmse/persistence
+RANK_METRICS = ("nrmse", "nrmse_persistence", "nrmse_linear", "nrmse_reference", "skill",
+                "nrmse_long", "nrmse_ood", "ece", "crps", "spread_skill", "s_per_step",
+                "j_per_step")
+
 
 def _eligible(decision: dict[str, Any], summary: dict[str, Any], is_replicate: bool) -> bool:
     return (decision.get("continue", False) and not is_replicate and summary["gates_pass"]
@@ -73,9 +79,7 @@ def rank(runs: dict[str, dict[str, Any]], full_evals: dict[str, Path], objective
             "promoted": full, "winner": False, "rank": pd.NA, "objective": objective,
             "score": objective_score(summary, objective),
             **{f"knob.{k}": r["knobs"].get(k) for k in swept},
-            **{m: summary.get(m, math.nan) for m in ("nrmse", "nrmse_long", "nrmse_ood", "ece",
-                                                     "crps", "spread_skill", "s_per_step",
-                                                     "j_per_step")},
+            **{m: summary.get(m, math.nan) for m in RANK_METRICS},
             "gates_pass": summary["gates_pass"],
             **{k: v for k, v in summary.items() if k.startswith("gate.")},
             "train_steps": r.get("train_steps", pd.NA),
