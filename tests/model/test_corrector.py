@@ -1,5 +1,6 @@
 import pytest
 import torch
+from physweep_testkit import open_branches
 
 from physweep.model.corrector import (
     CorrectorConfig,
@@ -17,9 +18,7 @@ CFG = SurrogateConfig(model_dim=16, depth=2, heads=2, latent_tokens=8, window_si
 @pytest.fixture()
 def setup():
     torch.manual_seed(0)
-    model = Surrogate(CFG).eval()
-    # a trained decoder head (the head starts at zero: decode() = "no change" until trained)
-    torch.nn.init.normal_(model.decoder.head.weight, std=0.2)
+    model = open_branches(Surrogate(CFG).eval())
     den = build_denoiser(model, CorrectorConfig(steps=3)).eval()
     z0 = model.encode(torch.rand(2, 30, 2), torch.randn(2, 30, 3)).detach()
     return model, den, z0

@@ -3,15 +3,19 @@ import time
 
 import pytest
 import torch
+from physweep_testkit import open_branches
 
 from physweep.model.surrogate import (
     PRESETS,
     Surrogate,
     SurrogateConfig,
     count_parameters,
+    latent_input_share,
     load_model,
     preset_model_config,
     save_checkpoint,
+    token_anchors,
+    token_layout,
 )
 
 TINY = dict(model_dim=16, depth=4, heads=2, latent_tokens=12, window_size=4, supernodes=16)
@@ -25,19 +29,87 @@ def inputs(b=2, n=40, q=24, seed=0):
 
 def build(seed=0, **kw):
     torch.manual_seed(seed)
-    model = Surrogate(SurrogateConfig(**{**TINY, **kw})).eval()
-    # stand in for a trained decoder head (it starts at zero: an untrained model = persistence)
-    torch.nn.init.normal_(model.decoder.head.weight, std=0.2)
+    return open_branches(Surrogate(SurrogateConfig(**{**TINY, **kw})).eval())
+
+
+def smooth_states(b=16, h=12, w=24, seed=0):
+    """(B, H*W, 2) positions on a 2:1 grid and (B, H*W, 3) smooth random fields (different states)."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w * 2,
+                          indexing="ij")
+    pos = torch.stack([x, y], -1).reshape(1, -1, 2).expand(b, -1, -1)
+    kx, ky, ph = (torch.rand(3, b, 3, 1, generator=g) * torch.tensor([6.0, 6.0, 6.3]).view(3, 1, 1, 1))
+    vals = torch.sin(kx * pos[:, None, :, 0] + ky * pos[:, None, :, 1] + ph).transpose(1, 2)
+    return pos.contiguous(), vals.contiguous()
+
+
+def prepared(model, pos):
+    model.set_statistics(torch.zeros(3), torch.ones(3), pos.reshape(-1, 2).min(0).values,
+                         pos.reshape(-1, 2).max(0).values)
     return model
 
 
-def test_untrained_model_predicts_persistence():
-    torch.manual_seed(0)
-    model = Surrogate(SurrogateConfig(**TINY)).eval()
+def test_prediction_is_anchored_on_the_start_state():
+    """prediction = anchor + decoded change; an untrained model moves the state, but not far."""
+    model = build()
     pos, vals, _ = inputs()
     with torch.no_grad():
-        out = model.rollout(pos, vals, 2, pos)  # queries on the input points
-    assert torch.allclose(out[:, 0], vals, atol=1e-5) and torch.allclose(out[:, 1], vals, atol=1e-5)
+        z0, anchor, context = model.start(pos, vals, pos)
+        y = model.predict(model.approximate(z0), anchor, pos, context)
+        change = model.decode_change(model.approximate(z0), pos, context)
+        moved = model.rollout(pos, vals, 1, pos)[:, 0]
+    assert torch.allclose(anchor, vals, atol=1e-5)  # queries on the input points: exact
+    assert torch.allclose(y, anchor + change) and torch.allclose(moved, y, atol=1e-6)
+    rms = change.pow(2).mean().sqrt()
+    assert 0 < rms < 0.5 * vals.pow(2).mean().sqrt()
+
+
+def test_state_decoder_reads_the_latent_alone():
+    """decode (the inverse losses' path) needs no start context; decode_change does."""
+    model = build()
+    pos, vals, q = inputs()
+    with torch.no_grad():
+        z = model.encode(pos, vals)
+        assert model.decode(z, q).shape == (2, q.shape[1], 3)
+        other = model.encode(pos, vals.flip(0))
+        assert not torch.allclose(model.decode(z, q), model.decode(other, q))
+
+
+def test_latent_depends_on_the_input_at_initialisation():
+    """Different states give different latents. The model before the fix gave 0.0003-0.0008 on
+    these states (0.01-0.06 on demo test states, where training then drove it to 4.5e-8); this
+    one 0.03-0.07 (0.05-0.10 on demo states). tests/train/test_learning.py checks it after
+    training."""
+    pos, vals = smooth_states()
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = prepared(Surrogate(SurrogateConfig(**{**TINY, "latent_tokens": 16})), pos)
+        with torch.no_grad():
+            share = latent_input_share(model.encode(pos, vals))
+        assert share > 0.02, share
+
+
+def test_tokens_summarise_their_neighbourhood():
+    """A change of the input near the left end moves the left tokens more than the right ones."""
+    pos, vals = smooth_states(b=1)
+    model = prepared(build(latent_tokens=16), pos)
+    bumped = vals.clone()
+    bumped[0, pos[0, :, 0] < 0.3] += 1.0
+    with torch.no_grad():
+        dz = (model.encode(pos, bumped) - model.encode(pos, vals)).norm(dim=-1)[0]  # (L,)
+    anchors, _ = model.token_anchors()
+    left, right = dz[anchors[:, 0] < 0.3].mean(), dz[anchors[:, 0] > 0.7].mean()
+    assert left > 3 * right, (left, right)
+
+
+def test_token_anchor_grid():
+    anchors, spacing = token_anchors(32, aspect=2.0)
+    assert token_layout(32, 2.0) == (4, 8)
+    assert anchors.shape == (32, 2) and anchors.min() > 0 and anchors.max() < 1
+    # consecutive tokens are neighbours (the approximator's 1-D windows are local)
+    steps = (anchors[1:] - anchors[:-1]).abs() / spacing
+    assert (steps.max(dim=-1).values <= 3.01).all()
+    assert token_layout(12, 1.0) == (3, 4) and token_layout(5, 100.0) == (1, 5)
 
 
 def test_anchor_interpolates_between_points():

@@ -25,10 +25,12 @@ def frozen_names(freeze: bool, step: int) -> set[str]:
 def test_knob_freeze_bottom_layers_on_expand_frozen_set():
     assert frozen_names(True, 0) == set()  # before the first expansion
     frozen = frozen_names(True, 5)
-    assert frozen and all(n.startswith(("encoder.", "approximator.blocks.0.",
-                                        "approximator.blocks.1.")) for n in frozen)
-    assert any(n.startswith("encoder.") for n in frozen)
+    # the lower half of the approximator; the encoder and decoder keep training (they define the
+    # latent space; freezing the encoder after a short first stage locked in a collapsed latent)
+    assert frozen and all(n.startswith(("approximator.blocks.0.", "approximator.blocks.1."))
+                          for n in frozen)
     assert any(n.startswith("approximator.blocks.1.") for n in frozen)
+    assert not any(n.startswith(("encoder.", "decoder.")) for n in frozen)
     assert frozen_names(False, 5) == set()
     model = Surrogate(SurrogateConfig(model_dim=16, depth=4, heads=2, latent_tokens=8,
                                       window_size=4, supernodes=8))

@@ -1,8 +1,10 @@
 """Ensemble latent rollouts of a trained surrogate on grid trajectories.
 
 Per trajectory: the start state is read at ``points`` fluid cells
-(``physics.dataset.sample_points``;
-None = every fluid cell), encoded once, rolled out in latent space for ``horizon`` steps with the
+(``physics.dataset.sample_points``; None = every fluid cell; use the training's
+``points_per_sample`` so the encoder sees the density it was trained on), encoded once, the
+predictions anchored on the stored start state on the grid (as in training), rolled out in latent
+space for ``horizon`` steps with the
 corrector (``model.corrector.latent_rollout``; guidance on the physics residual of the decoded
 grid fields), decoded on the full grid after every step, denormalised, and blended with the
 physics projection (``projection_weight`` w):
@@ -65,6 +67,11 @@ def rollout_ensemble(model: Surrogate, denoiser: Denoiser | None, corrector: Cor
     if start + horizon >= split.n_time + 1:
         raise ValueError(f"start {start} + horizon {horizon} exceeds {split.n_time} snapshots")
     device = torch.device(device)
+    from physweep.model.unet import UNet
+
+    if isinstance(model, UNet):
+        return _rollout_unet(model, split, traj, start, horizon, members, projection_weight,
+                             grid, device)
     model = model.to(device).eval()
     if denoiser is not None:
         denoiser = denoiser.to(device).eval()
@@ -83,25 +90,29 @@ def rollout_ensemble(model: Surrogate, denoiser: Denoiser | None, corrector: Cor
             pos = split.coords.reshape(-1, 2)[idx][None].to(device)  # (1, P, 2)
             vals = split.fields[i, start].reshape(c, -1)[:, idx].T[None].to(device)  # (1, P, C)
             nvals = model.normalize(vals)
-            z0 = model.encode(pos, nvals).expand(m_run, -1, -1)  # (M, L, D)
-            # (1, H*W, C) initial state on the grid; inside obstacles the wall state, as in the
-            # stored grid state the trainer anchors on (interpolating the neighbouring flow
-            # into the obstacles read no_slip 0.28-0.58 for the anchor alone; truth <= 0.09)
-            base = model.anchor(pos, nvals, grid_pos, solid=~mask.reshape(1, -1))
+            # base: (1, H*W, C) the stored start state on the grid -- the anchor the trainer
+            # uses too (the interpolated input would add its interpolation error to every
+            # prediction when ``points`` is sparse, and put flow inside the obstacles)
+            grid_state = split.fields[i, start].reshape(c, -1).T[None].to(device)  # (1, H*W, C)
+            z0, base, context = model.start(pos, nvals, grid_pos,
+                                            anchor=model.normalize(grid_state))
+            z0 = z0.expand(m_run, -1, -1)  # (M, L, D)
 
-        def residual_fn(z: torch.Tensor, mask=mask, inflow=inflow, base=base) -> torch.Tensor:
-            f = model.predict(z, base.expand(z.shape[0], -1, -1),
-                              grid_pos.expand(z.shape[0], -1, -1))  # (M, H*W, C)
-            f = model.denormalize(f).transpose(1, 2).reshape(z.shape[0], c, hh, ww)
-            b = z.shape[0]
-            return physics_residual(f, mask.expand(b, -1, -1), inflow.expand(b, -1), grid)
+        def residual_fn(z: torch.Tensor, mask=mask, inflow=inflow, base=base,
+                        context=context) -> torch.Tensor:
+            m = z.shape[0]
+            f = model.predict(z, base.expand(m, -1, -1), grid_pos.expand(m, -1, -1),
+                              context.expand(m, -1, -1))  # (M, H*W, C)
+            f = model.denormalize(f).transpose(1, 2).reshape(m, c, hh, ww)
+            return physics_residual(f, mask.expand(m, -1, -1), inflow.expand(m, -1), grid)
 
         res = latent_rollout(model, z0, horizon, corrector, denoiser, generator, residual_fn)
         calls += res.corrector_calls
         with torch.no_grad():
             z = res.latents.flatten(0, 1)  # (M*T, L, D)
-            f = model.predict(z, base.expand(z.shape[0], -1, -1),
-                              grid_pos.expand(z.shape[0], -1, -1))  # (M*T, H*W, C)
+            n = z.shape[0]
+            f = model.predict(z, base.expand(n, -1, -1), grid_pos.expand(n, -1, -1),
+                              context.expand(n, -1, -1))  # (M*T, H*W, C)
             f = model.denormalize(f).transpose(1, 2).reshape(-1, c, hh, ww)  # (M*T, C, H, W)
             n = f.shape[0]
             f = blend_projection(f, mask.expand(n, -1, -1), inflow.expand(n, -1), grid,
@@ -113,3 +124,31 @@ def rollout_ensemble(model: Surrogate, denoiser: Denoiser | None, corrector: Cor
         out.append(f.expand(members, -1, -1, -1, -1) if m_run == 1 else f)
     fields = torch.stack(out, dim=1)  # (M, N, T, C, H, W)
     return RolloutResult(fields, seconds / max(1, len(traj) * horizon), calls)
+
+
+def _rollout_unet(model, split: FlowSplit, traj: list[int], start: int, horizon: int,
+                  members: int, projection_weight: float, grid, device: torch.device
+                  ) -> RolloutResult:
+    """The reference U-Net's grid rollout from the stored state at ``start`` (deterministic:
+    every member is the same rollout; it reads the full grid, so ``points`` does not apply)."""
+    model = model.to(device).eval()
+    c = split.fields.shape[2]
+    hh, ww = split.grid_shape
+    coords = split.coords.to(device)
+    out, seconds = [], 0.0
+    for i in traj:
+        mask = split.mask[i].to(device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            state = model.normalize(split.fields[i, start].to(device), dim=0)[None]  # (1,C,H,W)
+            f = model.rollout_grid(state, mask[None], coords, horizon)[0]  # (T, C, H, W)
+            f = model.denormalize(f, dim=1)
+            f = blend_projection(f, mask.expand(horizon, -1, -1),
+                                 split.inflow[i].to(device).expand(horizon, -1), grid,
+                                 projection_weight)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - t0
+        out.append(f.reshape(1, horizon, c, hh, ww).float().cpu().expand(members, -1, -1, -1, -1))
+    fields = torch.stack(out, dim=1)  # (M, N, T, C, H, W)
+    return RolloutResult(fields, seconds / max(1, len(traj) * horizon), 0)

@@ -163,11 +163,14 @@ def latent_rollout(model: Surrogate, z0: torch.Tensor, horizon: int,
     return CorrectedRollout(torch.stack(out, dim=1), calls, calls * steps)
 
 
-def load_denoiser(ckpt: dict, model: Surrogate) -> tuple[Denoiser, CorrectorConfig]:
-    """Rebuild the EMA denoiser and its config from a trainer checkpoint dict."""
+def load_denoiser(ckpt: dict, model: Surrogate) -> tuple[Denoiser | None, CorrectorConfig]:
+    """Rebuild the EMA denoiser and its config from a trainer checkpoint dict (None for the
+    reference U-Net, which has no corrector)."""
     from physweep.configs import from_dict
 
     cfg = from_dict(CorrectorConfig, ckpt["corrector_config"], where="checkpoint corrector")
+    if ckpt.get("model_kind", "upt") != "upt":
+        return None, cfg
     den = build_denoiser(model, cfg)
     den.load_state_dict(ckpt["ema"]["denoiser"])
     den.eval()

@@ -10,19 +10,23 @@ Data flow (B batch, N input points, S supernodes, L latent tokens, Q query point
       -> per-point embedding + positional encoding          (B, N, D)
       -> supernode pooling: every supernode averages messages
          from its K nearest input points                    (B, S, D)
-      -> perceiver pooling with L learned queries           (B, L, D)   = z_t       (encode)
+      -> perceiver pooling with L queries anchored on a
+         coarse grid (locality prior on the attention)      (B, L, D)   = z_t       (encode)
       -> depth windowed-attention blocks (U-shape skips)    (B, L, D)   = z_{t+1}   (approximate)
       -> perceiver cross-attention from query positions     (B, Q, C)               (decode)
 
 Latent rollout: encode once, apply ``approximate`` repeatedly, decode only where needed.
 
-Anchored (residual) output: a prediction at query positions is ``anchor + decode(z_t)``, where
-the anchor is the *initial* state carried from the input point set to the queries by
-inverse-distance k-NN interpolation (``ANCHOR_NEIGHBOURS`` points; exact on input points). The
-trainer passes the stored grid state at t0 as the anchor of its grid targets, so the decoder
-learns the change since t = 0 rather than the interpolation error of its sparse training input.
-The decoder head starts at zero, so an untrained model predicts persistence.
-The anchor needs only the input point set, so the model stays discretization-agnostic.
+The decoder reads absolute states: ``decode(encode(x)) ≈ x`` is what ``inverse_decode`` trains.
+Anchored (residual) output: a prediction at query positions is
+``anchor + decode(z_s) − decode(z_0)``, where the anchor is the *initial* state carried from the
+input point set to the queries by inverse-distance k-NN interpolation (``ANCHOR_NEIGHBOURS``
+points; exact on input points). The trainer passes the stored grid state at t0 as the anchor of
+its grid targets, so the model predicts the change since t0 as the difference of two decodings
+(0 at s = 0; the reconstruction error of the sparse input cancels to first order). The
+approximator's blocks are residual, so an untrained model starts close to persistence without a
+zero-initialised head. The anchor needs only the input point set, so the model stays
+discretization-agnostic.
 
 Units: the model reads positions in physical coordinates (metres) and rescales them to [0, 1]
 with the ``pos_lo`` / ``pos_hi`` buffers; it reads and writes fields *normalised* by the
@@ -50,6 +54,10 @@ from physweep.io import atomic_path
 # graph has a fixed degree, so the cost is the same for every discretisation).
 SUPERNODE_NEIGHBOURS = 8
 
+# Input points around a query that the decoder's start context convolves (3×3 and a bit on a
+# dense grid).
+CONTEXT_NEIGHBOURS = 12
+
 # Input points interpolated (inverse squared distance) to carry the initial state to a query.
 ANCHOR_NEIGHBOURS = 4
 # Queries processed per chunk of the anchor's distance matrix (bounds memory at full scale).
@@ -66,6 +74,14 @@ def make_norm(kind: str, dim: int) -> nn.Module:
     if kind == "rmsnorm":
         return nn.RMSNorm(dim)
     raise ValueError(f"unknown norm {kind!r}")
+
+
+def zero_init_(layer: nn.Linear) -> None:
+    """Zero a residual branch's output layer: the block starts as the identity (its input still
+    reaches the layer, so the layer's own gradient is not zero and the branch opens in the first
+    updates). Keeps input-independent biases from swamping the signal at initialisation."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
 
 
 class MLP(nn.Module):
@@ -88,7 +104,9 @@ class Attention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``bias`` (..., n, m): added to the attention logits (the locality prior)."""
         context = x if context is None else context
         *lead, n, d = x.shape
         m = context.shape[-2]
@@ -96,23 +114,34 @@ class Attention(nn.Module):
         q = self.q(x).reshape(*lead, n, h, d // h).transpose(-2, -3)  # (..., h, n, d/h)
         k, v = self.kv(context).reshape(*lead, m, 2, h, d // h).unbind(-3)
         k, v = k.transpose(-2, -3), v.transpose(-2, -3)  # (..., h, m, d/h)
-        y = F.scaled_dot_product_attention(q, k, v)  # (..., h, n, d/h)
+        if bias is not None:
+            bias = bias.unsqueeze(-3).to(q.dtype)  # (..., 1, n, m): the same for every head
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (..., h, n, d/h)
         return self.out(y.transpose(-2, -3).reshape(*lead, n, d))
 
 
 class CrossBlock(nn.Module):
     """Perceiver block: queries attend to a context, then an MLP (pre-norm, residual)."""
 
-    def __init__(self, dim: int, heads: int, norm: str):
+    def __init__(self, dim: int, heads: int, norm: str, keep_query: bool = True):
         super().__init__()
+        # keep_query False: the output is the attention read-out (+ MLP) without the query
+        # itself, so it is made of the context only (the encoder's pooling: a token must not
+        # be dominated by its input-independent query)
+        self.keep_query = keep_query
         self.norm_q = make_norm(norm, dim)
         self.norm_ctx = make_norm(norm, dim)
         self.attn = Attention(dim, heads)
         self.norm_mlp = make_norm(norm, dim)
         self.mlp = MLP(dim, 4 * dim, dim)
+        zero_init_(self.mlp.fc2)
+        if keep_query:  # the attention is a residual branch only when the query is kept
+            zero_init_(self.attn.out)
 
-    def forward(self, q: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        q = q + self.attn(self.norm_q(q), self.norm_ctx(ctx))
+    def forward(self, q: torch.Tensor, ctx: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        read = self.attn(self.norm_q(q), self.norm_ctx(ctx), bias)
+        q = q + read if self.keep_query else read
         return q + self.mlp(self.norm_mlp(q))
 
 
@@ -135,6 +164,8 @@ class WindowBlock(nn.Module):
         self.attn = Attention(dim, heads)
         self.norm2 = make_norm(norm, dim)
         self.mlp = MLP(dim, 4 * dim, dim)
+        zero_init_(self.attn.out)  # residual branches start closed: the block is the identity
+        zero_init_(self.mlp.fc2)
 
     def window_layout(self, n_tokens: int) -> tuple[int, int, int]:
         """(number of windows, window length, shift) used for ``n_tokens`` tokens."""
@@ -241,7 +272,53 @@ class PositionEncoding(nn.Module):
         return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2)  # (..., D)
 
 
+def token_layout(n_tokens: int, aspect: float) -> tuple[int, int]:
+    """(rows, cols) of the latent tokens' anchor grid for a domain ``aspect`` = width / height.
+
+    rows · cols >= n_tokens with cols / rows close to the aspect; the last column may be short.
+    """
+    rows = max(1, min(n_tokens, round(math.sqrt(n_tokens / max(aspect, 1e-6)))))
+    return rows, math.ceil(n_tokens / rows)
+
+
+def token_anchors(n_tokens: int, aspect: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchor positions of the latent tokens in unit coordinates and their grid spacing.
+
+    Returns (L, 2) anchors -- cell centres of a rows × cols grid over [0, 1]², column by column
+    (token i and i + 1 are neighbours, so the approximator's 1-D windows are spatially local) --
+    and the (2,) spacing (1/cols, 1/rows) that the locality prior is measured in.
+    """
+    rows, cols = token_layout(n_tokens, aspect)
+    k = torch.arange(n_tokens, device=device)
+    x = (k // rows + 0.5) / cols
+    y = (k % rows + 0.5) / rows
+    spacing = torch.tensor([1.0 / cols, 1.0 / rows], device=device)
+    return torch.stack([x, y], dim=-1), spacing
+
+
+def locality_bias(a: torch.Tensor, b: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
+    """Attention-logit prior −½·|Δ / spacing|² between (…, n, 2) and (…, m, 2) -> (…, n, m).
+
+    A context point one token spacing away gets e^−½ of the weight of a coincident one, three
+    spacings away e^−4.5: each latent token starts as a local summary of the field around its
+    anchor (and each query reads the tokens around it), so the latent depends on the input from
+    initialisation on; content attention can still reach further.
+    """
+    d = (a.unsqueeze(-2) - b.unsqueeze(-3)) / spacing  # (…, n, m, 2)
+    return -0.5 * d.pow(2).sum(-1)
+
+
 class Encoder(nn.Module):
+    """Point set -> L latent tokens.
+
+    Why the tokens are anchored (what was wrong before, docs/architecture.md "Surrogate"): with
+    free learned queries at 0.02 scale the perceiver pooling attended almost uniformly, every
+    token became the same global average of the supernodes, and training drove the latent's
+    dependence on the input to zero (its across-state variance share fell from 0.017 to 4.5e-8).
+    Here query i is a learned vector plus an embedding of its anchor position, and its attention
+    to the supernodes carries the locality prior: token i summarises the flow around anchor i.
+    """
+
     def __init__(self, cfg: SurrogateConfig):
         super().__init__()
         d = cfg.model_dim
@@ -251,11 +328,14 @@ class Encoder(nn.Module):
             self.embed = nn.ModuleList(MLP(1, d, d) for _ in range(cfg.in_channels))
         else:
             self.embed = MLP(cfg.in_channels, d, d)
+        self.norm_points = make_norm(cfg.norm, d)  # O(1) point features (see forward)
         self.pos = PositionEncoding(d, cfg.pos_encoding)
-        self.message = MLP(2 * d, d, d)  # message(h_point, h_supernode)
+        self.message = MLP(2 * d + 2, d, d)  # message(h_point, h_supernode, relative position)
         self.super_block = CrossBlock(d, cfg.heads, cfg.norm)  # supernodes attend to each other
         self.queries = nn.Parameter(torch.randn(cfg.latent_tokens, d) * 0.02)
-        self.pool = CrossBlock(d, cfg.heads, cfg.norm)  # perceiver pooling
+        self.query_pos = MLP(d, d, d)  # anchor position -> query offset
+        # perceiver pooling with the locality prior; tokens are the read-out, not query + read-out
+        self.pool = CrossBlock(d, cfg.heads, cfg.norm, keep_query=False)
         self.norm = make_norm(cfg.norm, d)
 
     def embed_values(self, values: torch.Tensor) -> torch.Tensor:
@@ -263,9 +343,16 @@ class Encoder(nn.Module):
             return sum(mlp(values[..., c : c + 1]) for c, mlp in enumerate(self.embed))
         return self.embed(values)
 
-    def forward(self, pos01: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def forward(self, pos01: torch.Tensor, values: torch.Tensor, anchors: torch.Tensor,
+                spacing: torch.Tensor) -> torch.Tensor:
         b, n, _ = pos01.shape
-        h = self.embed_values(values) + self.pos(pos01)  # (B, N, D)
+        # point features carry the values only; where a point is enters the messages as its
+        # offset from the supernode and the pooling as the locality prior. (An absolute position
+        # encoding added here outweighed the values: 98 % of the latent's variance was the same
+        # for every input state at initialisation.) They are normalised to O(1): at default
+        # initialisation the embedding's output (std ~0.2) was drowned by the biases of the
+        # message MLP, leaving 1 % of the latent's variance input-dependent instead of ~8 %.
+        h = self.norm_points(self.embed_values(values))  # (B, N, D)
         # supernodes: S input points spread evenly over the (random) point order -- deterministic
         s = min(self.cfg.supernodes, n)
         idx = torch.linspace(0, n - 1, s, device=pos01.device).round().long()  # (S,)
@@ -275,10 +362,14 @@ class Encoder(nn.Module):
         nbr = dist.topk(k, dim=-1, largest=False).indices  # (B, S, K)
         h_nbr = torch.gather(h, 1, nbr.reshape(b, s * k, 1).expand(-1, -1, h.shape[-1]))
         h_nbr = h_nbr.reshape(b, s, k, -1)  # (B, S, K, D)
-        msg = self.message(torch.cat([h_nbr, h_s[:, :, None].expand_as(h_nbr)], dim=-1))
+        rel = (torch.gather(pos01, 1, nbr.reshape(b, s * k, 1).expand(-1, -1, 2)).reshape(b, s, k, 2)
+               - pos01[:, idx, None]) / spacing  # (B, S, K, 2) in token spacings
+        msg = self.message(torch.cat([h_nbr, h_s[:, :, None].expand_as(h_nbr), rel], dim=-1))
         sup = msg.mean(dim=2)  # (B, S, D)
         sup = self.super_block(sup, sup)  # (B, S, D)
-        z = self.pool(self.queries.expand(b, -1, -1), sup)  # (B, L, D)
+        q = self.queries + self.query_pos(self.pos(anchors))  # (L, D)
+        bias = locality_bias(anchors, pos01[:, idx], spacing)  # (B, L, S)
+        z = self.pool(q.expand(b, -1, -1), sup, bias)  # (B, L, D)
         return self.norm(z)
 
 
@@ -312,22 +403,49 @@ class Approximator(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Latent + query positions -> fields at the queries, by perceiver cross-attention.
+
+    Queries read the latent tokens around them (the encoder's locality prior). Two heads share
+    that trunk:
+    * ``change``: the change since the start state, from the latent *and* the query's start
+      neighbourhood (``context``) -- the prediction path;
+    * ``state``: the absolute state from the latent alone -- the inverse losses' path
+      ("the decoder inverts the encoder"), which only an encoder that carries the state can
+      satisfy.
+    The change head starts small (0.1 × PyTorch's default), not at zero: a zero head passed no
+    gradient to anything below it when training started.
+    """
+
     def __init__(self, cfg: SurrogateConfig):
         super().__init__()
         d = cfg.model_dim
         self.pos = PositionEncoding(d, cfg.pos_encoding)
         self.query = MLP(d, d, d)
+        # the start state's neighbourhood of a query: a continuous convolution over its K nearest
+        # input points, kernel(offset) ⊙ value(point) (PointConv / SchNet-style filters)
+        self.context_kernel = MLP(2, d, d)
+        self.context_value = nn.Linear(d, d)
+        self.context_mlp = MLP(d, 2 * d, d)
+        self.context_norm = make_norm(cfg.norm, d)
         self.cross = CrossBlock(d, cfg.heads, cfg.norm)
         self.norm = make_norm(cfg.norm, d)
-        self.head = nn.Linear(d, cfg.in_channels)
-        # zero-initialised head: decode() starts as "no change", the model as persistence
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.change_head = nn.Linear(d, cfg.in_channels)
+        self.state_head = nn.Linear(d, cfg.in_channels)
+        with torch.no_grad():
+            self.change_head.weight.mul_(0.1)
+            self.change_head.bias.zero_()
 
-    def forward(self, z: torch.Tensor, pos01: torch.Tensor) -> torch.Tensor:
-        q = self.query(self.pos(pos01))  # (B, Q, D)
-        q = self.cross(q, z)  # (B, Q, D)
-        return self.head(self.norm(q))  # (B, Q, C)
+    def forward(self, z: torch.Tensor, pos01: torch.Tensor, anchors: torch.Tensor,
+                spacing: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``context`` (B, Q, D) given: the change since the start state; None: the state."""
+        # the change path reads the start neighbourhood only (translation-equivariant, as a
+        # convolution is); the state path needs the absolute position to place what it decodes
+        q = context if context is not None else self.query(self.pos(pos01))  # (B, Q, D)
+        if os.environ.get("PW_NOLATENT") and context is not None:
+            q = self.norm(q + self.cross.mlp(self.cross.norm_mlp(q)))
+        else:
+            q = self.norm(self.cross(q, z, locality_bias(pos01, anchors, spacing)))  # (B, Q, D)
+        return self.change_head(q) if context is not None else self.state_head(q)  # (B, Q, C)
 
 
 class Surrogate(nn.Module):
@@ -366,17 +484,58 @@ class Surrogate(nn.Module):
         return (pos - self.pos_lo) / (self.pos_hi - self.pos_lo)
 
     # --- the three stages ----------------------------------------------------------------------
+    def token_anchors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L, 2) latent-token anchors in unit coordinates and their (2,) grid spacing."""
+        ext = self.pos_hi - self.pos_lo
+        aspect = float(ext[0] / ext[1]) if float(ext[1]) > 0 else 1.0
+        return token_anchors(self.cfg.latent_tokens, aspect, self.pos_hi.device)
+
     def encode(self, pos: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """(B, N, 2) physical positions, (B, N, C) normalised values -> (B, L, D) latent."""
-        return self.encoder(self.unit_positions(pos), values)
+        return self.encoder(self.unit_positions(pos), values, *self.token_anchors())
 
     def approximate(self, z: torch.Tensor) -> torch.Tensor:
         """(B, L, D) latent at t -> (B, L, D) latent at t + 1."""
         return self.approximator(z)
 
     def decode(self, z: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """(B, L, D) latent, (B, Q, 2) physical query positions -> (B, Q, C) normalised values."""
-        return self.decoder(z, self.unit_positions(pos))
+        """(B, L, D) latent, (B, Q, 2) physical query positions -> (B, Q, C) normalised state.
+
+        From the latent alone: ``decode(encode(x)) ≈ x`` is what ``inverse_decode`` trains."""
+        return self.decoder(z, self.unit_positions(pos), *self.token_anchors())
+
+    def decode_change(self, z: torch.Tensor, pos: torch.Tensor, context: torch.Tensor
+                      ) -> torch.Tensor:
+        """(B, L, D) latent at lead s, (B, Q, 2) queries, (B, Q, D) ``query_context`` of the
+        start state -> (B, Q, C) normalised change since the start state."""
+        return self.decoder(z, self.unit_positions(pos), *self.token_anchors(), context)
+
+    def query_context(self, pos: torch.Tensor, values: torch.Tensor, query: torch.Tensor
+                      ) -> torch.Tensor:
+        """The start state around each query: (B, N, 2), (B, N, C), (B, Q, 2) -> (B, Q, D).
+
+        A continuous convolution over the CONTEXT_NEIGHBOURS nearest input points: the mean of
+        kernel(offset) ⊙ W·h(point), with h the encoder's point embedding and the offset in token
+        spacings, then an MLP. It gives the decoder the start state at the input's resolution, so the
+        latent carries the dynamics rather than every detail of the field; it needs only the
+        input point set (discretisation-agnostic).
+        """
+        enc, dec = self.encoder, self.decoder
+        p = self.unit_positions(pos)
+        h = enc.norm_points(enc.embed_values(values))  # (B, N, D)
+        _, spacing = self.token_anchors()
+        b, n, d = h.shape
+        k = min(CONTEXT_NEIGHBOURS, n)
+        out = []
+        for q in self.unit_positions(query).split(ANCHOR_CHUNK, dim=1):
+            nbr = torch.cdist(q, p).topk(k, dim=-1, largest=False).indices  # (B, q, K)
+            flat = nbr.reshape(b, -1, 1)
+            h_n = torch.gather(h, 1, flat.expand(-1, -1, d)).reshape(b, q.shape[1], k, d)
+            rel = (torch.gather(p, 1, flat.expand(-1, -1, 2)).reshape(b, q.shape[1], k, 2)
+                   - q[:, :, None]) / spacing  # (B, q, K, 2)
+            c = (dec.context_kernel(rel) * dec.context_value(h_n)).mean(dim=2)  # (B, q, D)
+            out.append(c + dec.context_mlp(dec.context_norm(c)))
+        return torch.cat(out, dim=1)
 
     def anchor(self, pos: torch.Tensor, values: torch.Tensor, query: torch.Tensor,
                solid: torch.Tensor | None = None) -> torch.Tensor:
@@ -403,9 +562,26 @@ class Surrogate(nn.Module):
             base = torch.where(solid.unsqueeze(-1), wall, base)
         return base
 
-    def predict(self, z: torch.Tensor, anchor: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Anchored prediction: (B, L, D) latent, (B, Q, C) anchor, (B, Q, 2) -> (B, Q, C)."""
-        return anchor + self.decode(z, pos)
+    def predict(self, z: torch.Tensor, anchor: torch.Tensor, pos: torch.Tensor,
+                context: torch.Tensor) -> torch.Tensor:
+        """Anchored prediction ``anchor + decode_change(z, pos, context)`` -> (B, Q, C).
+
+        z (B, L, D) latent at lead s; anchor (B, Q, C) the state at t0 at the queries; context
+        (B, Q, D) = ``query_context`` of the start state.
+        """
+        return anchor + self.decode_change(z, pos, context)
+
+    def start(self, pos: torch.Tensor, values: torch.Tensor, query: torch.Tensor,
+              anchor: torch.Tensor | None = None, solid: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Everything a rollout needs from its start state: (z_0, anchor, context).
+
+        ``anchor`` defaults to the interpolated input (``anchor(..., solid)``); the trainer
+        passes the stored grid state."""
+        z0 = self.encode(pos, values)
+        if anchor is None:
+            anchor = self.anchor(pos, values, query, solid)
+        return z0, anchor, self.query_context(pos, values, query)
 
     def rollout(self, pos: torch.Tensor, values: torch.Tensor, horizon: int,
                 query: torch.Tensor) -> torch.Tensor:
@@ -413,26 +589,42 @@ class Surrogate(nn.Module):
 
         Returns (B, horizon, Q, C) normalised predictions at the query positions.
         """
-        z = self.encode(pos, values)
-        base = self.anchor(pos, values, query)
+        z, anchor, context = self.start(pos, values, query)
         out = []
         for _ in range(horizon):
             z = self.approximate(z)
-            out.append(self.predict(z, base, query))
+            out.append(self.predict(z, anchor, query, context))
         return torch.stack(out, dim=1)
 
     def forward(self, pos, values, query):
         """One step: (B, N, 2), (B, N, C), (B, Q, 2) -> (B, Q, C)."""
-        z = self.approximate(self.encode(pos, values))
-        return self.predict(z, self.anchor(pos, values, query), query)
+        return self.rollout(pos, values, 1, query)[:, 0]
 
     # --- bottom layers (horizon curriculum) ----------------------------------------------------
     def bottom_parameters(self) -> list[nn.Parameter]:
-        """Encoder + the first depth // 2 approximator blocks: frozen by the curriculum."""
-        params = list(self.encoder.parameters())
+        """The first depth // 2 approximator blocks: frozen by the curriculum on expansion.
+
+        The encoder and decoder are *not* frozen: they define the latent space the inverse
+        losses and the reconstruction keep training; freezing the encoder after the first,
+        short curriculum stage locked in an immature (before the fix: input-independent) latent.
+        """
+        params = []
         for block in self.approximator.blocks[: self.cfg.depth // 2]:
             params += list(block.parameters())
         return params
+
+
+def latent_input_share(z: torch.Tensor) -> float:
+    """Share of a latent batch's variance that depends on the input state.
+
+    z (B, L, D) latents of B different states: the variance across the batch (per token and
+    feature, then averaged) divided by the variance of all elements together. 0 = every state
+    gives the same latent (a collapsed encoder); differences between tokens or features that
+    are the same for every state count as input-independent.
+    """
+    z = z.detach().double()
+    total = z.var(unbiased=False)
+    return float(z.var(dim=0, unbiased=False).mean() / total) if float(total) > 0 else 0.0
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -478,11 +670,21 @@ def config_dict(cfg: SurrogateConfig) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike[str], ckpt: dict | None = None
-               ) -> tuple[Surrogate, dict[str, Any]]:
-    """Rebuild the surrogate from a trainer checkpoint (EMA weights); returns (model, spec)."""
+               ) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the trained model from a trainer checkpoint (EMA weights); returns (model, spec).
+
+    The model is a :class:`Surrogate`, or the reference :class:`~physweep.model.unet.UNet` when
+    the checkpoint's ``model_kind`` is "unet".
+    """
     ckpt = load_checkpoint(path) if ckpt is None else ckpt
-    cfg = from_dict(SurrogateConfig, ckpt["model_config"], where=f"checkpoint {path}")
-    model = Surrogate(cfg)
+    if ckpt.get("model_kind", "upt") == "unet":
+        from physweep.model.unet import UNet, UNetConfig
+
+        model: nn.Module = UNet(from_dict(UNetConfig, ckpt["model_config"],
+                                          where=f"checkpoint {path}"))
+    else:
+        model = Surrogate(from_dict(SurrogateConfig, ckpt["model_config"],
+                                    where=f"checkpoint {path}"))
     model.load_state_dict(ckpt["ema"]["surrogate"])
     model.eval()
     return model, ckpt.get("spec", {})

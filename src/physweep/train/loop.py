@@ -18,10 +18,16 @@ Loss of one sample (fields normalised by per-channel training statistics; all te
 
 * L_rollout: latent rollout z_0 = E(x_t0), z_s = A(z_{s-1}), decoded at every grid cell (fluid
   and solid) for s = 1 … h and compared with x_{t0+s}.
+  The prediction at lead s is x_t0 + D(z_s) − D(z_0) (``Surrogate.predict``).
 * L_id (``inverse_decode``, UPT's "decoder inverts the encoder"): ‖D(E(x_t0)) − x_t0‖² at the
-  input points.
+  input points -- an absolute reconstruction, so only an encoder that carries the state can
+  lower it (before, it compared anchored outputs and rewarded a decoder that outputs nothing).
 * L_ie (``inverse_encode``, UPT's "approximator stays in the encoder's range"):
-  ‖E(D(ẑ_1)) − ẑ_1‖² with ẑ_1 = A(z_0) decoded at the input points; ẑ_1 is the (detached) target.
+  ‖D(E(x̂_1)) − x̂_1‖² with x̂_1 = D(A(z_0)) the decoded lead-1 latent at the input points and the
+  detached x̂_1 as target: re-encoding the prediction and decoding it again reproduces it. The
+  earlier latent-space form ‖E(D(ẑ_1)) − ẑ_1‖² was satisfied exactly by a constant encoder
+  (ẑ_1 = A(c) for every input) and so rewarded collapse; in field space a constant encoder
+  leaves the whole variation of the predictions as error.
 * L_phys: mean ``physics.gates.physics_residual`` of the denormalised decoded grid fields of all
   h steps (units of the residual; weight = ``projection_weight``, the same w that blends the
   projection at inference: pred + (1 − e^−w)·(project(pred) − pred), ``evaluate.rollout``).
@@ -61,6 +67,7 @@ from physweep.configs import from_dict, to_dict
 from physweep.io import provenance, write_netcdf
 from physweep.model.corrector import CorrectorConfig, build_denoiser, denoiser_loss
 from physweep.model.surrogate import Surrogate, SurrogateConfig, load_checkpoint, save_checkpoint
+from physweep.model.unet import UNet, UNetConfig
 from physweep.physics.flowsplit import FlowSplit
 from physweep.train.curriculum import Curriculum
 from physweep.train.ema import EMA
@@ -74,8 +81,11 @@ log = logging.getLogger(__name__)
 PREEMPTED_EXIT_CODE = 75
 
 LOG_SCALARS = ("loss", "loss_rollout", "loss_inverse_encode", "loss_inverse_decode",
-               "loss_physics", "loss_corrector", "lr", "grad_norm", "horizon", "step_time_s",
+               "loss_physics", "loss_corrector", "loss_persistence", "lr", "grad_norm",
+               "horizon", "step_time_s",
                "tokens_per_s", "peak_mem_mb", "energy_j")
+#: model kinds the trainer builds (spec["model_kind"]; default "upt") -> their config class
+MODEL_KINDS = {"upt": SurrogateConfig, "unet": UNetConfig}
 #: log columns that measure the machine, not the optimisation (excluded from bitwise checks)
 MACHINE_COLUMNS = ("step_time_s", "tokens_per_s", "peak_mem_mb", "energy_j")
 
@@ -198,8 +208,15 @@ class Trainer:
 
     def __init__(self, spec: dict[str, Any], split: FlowSplit):
         self.spec = spec
-        self.mcfg = from_dict(SurrogateConfig, spec["model"], where="run spec model")
+        # "upt": the surrogate the playbook tunes; "unet": the reference model (model/unet.py)
+        self.kind = spec.get("model_kind", "upt")
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"run spec model_kind must be one of {MODEL_KINDS}, not {self.kind!r}")
+        self.mcfg = from_dict(MODEL_KINDS[self.kind], spec["model"], where="run spec model")
         self.ccfg = from_dict(CorrectorConfig, spec["corrector"], where="run spec corrector")
+        if self.kind == "unet" and self.ccfg.steps:
+            raise ValueError("run spec corrector.steps must be 0 for model_kind unet "
+                             "(the corrector refines UPT latents)")
         self.cfg = from_dict(TrainConfig, spec["train"], where="run spec train")
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
@@ -210,11 +227,11 @@ class Trainer:
         from physweep.physics.gates import grid_info
 
         self.grid = grid_info(split)
-        self.model = Surrogate(self.mcfg)
+        self.model = Surrogate(self.mcfg) if self.kind == "upt" else UNet(self.mcfg)
         mean, std = field_statistics(split)
         coords = split.coords.reshape(-1, 2)
         self.model.set_statistics(mean, std, coords.min(0).values, coords.max(0).values)
-        self.denoiser = build_denoiser(self.model, self.ccfg)
+        self.denoiser = build_denoiser(self.model, self.ccfg) if self.kind == "upt" else nn.Module()
         self.model.to(self.device)
         self.denoiser.to(self.device)
         self.modules = nn.ModuleDict({"surrogate": self.model, "denoiser": self.denoiser})
@@ -242,7 +259,9 @@ class Trainer:
         self.fields = split.fields  # (N, T, C, H, W), physical, stays on CPU
         self.amp = cfg.precision == "bf16" and self.device.type == "cuda"
         if cfg.compile:
-            for m in (self.model.encoder, self.model.approximator, self.model.decoder):
+            parts = ((self.model.encoder, self.model.approximator, self.model.decoder)
+                     if self.kind == "upt" else (self.model,))
+            for m in parts:
                 m.compile()
 
     # --- data ------------------------------------------------------------------------------
@@ -284,30 +303,34 @@ class Trainer:
         pos, vals, target = batch["pos"], batch["vals"], batch["target"]
         b = pos.shape[0]
         _, _, c, hh, ww = target.shape
-        z0 = m.encode(pos, vals)  # (B, L, D)
+        if self.kind == "unet":
+            return self._unet_loss(batch, h)
+        q = self.grid_pos.expand(b, -1, -1)  # (B, H*W, 2)
+        # the anchor of the grid targets is the stored state at t0 (exact)
+        z0, state0, context = m.start(pos, vals, q, anchor=batch["state0"])
         zs, z = [], z0
         for _ in range(h):
             z = m.approximate(z)
             zs.append(z)
         zs_all = torch.stack(zs, dim=1)  # (B, h, L, D)
-        q = self.grid_pos.expand(b, -1, -1)  # (B, H*W, 2)
-        base = batch["state0"].repeat_interleave(h, dim=0)  # (B*h, H*W, C) state at t=0
-        pred = m.predict(zs_all.flatten(0, 1), base, q.repeat_interleave(h, dim=0))
+        pred = m.predict(zs_all.flatten(0, 1), state0.repeat_interleave(h, dim=0),
+                         q.repeat_interleave(h, dim=0), context.repeat_interleave(h, dim=0))
         pred = pred.transpose(1, 2).reshape(b, h, c, hh, ww)  # (B, h, C, H, W)
         per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3, 4))  # (B,)
-        parts = {"loss_rollout": per_sample.mean()}
+        parts = {"loss_rollout": per_sample.mean(),
+                 "loss_persistence": self._persistence(batch["state0"], target)}
         zero = per_sample.new_zeros(())
-        base_pts = m.anchor(pos, vals, pos) if cfg.inverse_decode > 0 or cfg.inverse_encode > 0 else None
-        # inverse decode: decoding the encoder's latent reproduces the input (decoder inverts encoder)
+        # inverse decode: decoding the encoder's latent reproduces the input state itself (the
+        # decoder reads absolute states), so it is minimised by an informative encoder only
         parts["loss_inverse_decode"] = (
-            (m.predict(z0, base_pts, pos).float() - vals).pow(2).mean()
-            if cfg.inverse_decode > 0 else zero)
+            (m.decode(z0, pos).float() - vals).pow(2).mean() if cfg.inverse_decode > 0 else zero)
         if cfg.inverse_encode > 0:
-            # inverse encode: re-encoding the decoded prediction gives the approximator's latent
-            z1 = zs[0]
+            # inverse encode: the decoded prediction, re-encoded and decoded again, is reproduced
+            # (the approximator's output stays in the encoder's range). Compared in field space
+            # against the detached prediction: a constant encoder cannot satisfy it.
+            x1 = m.decode(zs[0], pos)  # (B, P, C) prediction at the input points, lead 1
             parts["loss_inverse_encode"] = (
-                m.encode(pos, m.predict(z1, base_pts, pos)).float() - z1.detach().float()
-            ).pow(2).mean()
+                m.decode(m.encode(pos, x1), pos).float() - x1.detach().float()).pow(2).mean()
         else:
             parts["loss_inverse_encode"] = zero
         if cfg.projection_weight > 0:
@@ -329,6 +352,38 @@ class Trainer:
                  + cfg.projection_weight * parts["loss_physics"] + parts["loss_corrector"])
         return total, {k: v.detach() for k, v in parts.items()}, per_sample.detach()
 
+    @staticmethod
+    def _persistence(state0: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The rollout loss that repeating the start state would score on the same batch (a
+        fixed yardstick: the rollout loss rises with the curriculum's horizon, its ratio to this
+        shows learning). Not part of the total loss."""
+        b, h, c, hh, ww = target.shape
+        s0 = state0.detach().transpose(1, 2).reshape(b, 1, c, hh, ww)
+        return (s0 - target).pow(2).mean()
+
+    def _unet_loss(self, batch: dict[str, torch.Tensor], h: int
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """The reference U-Net: grid rollout from the stored state at t0, the same rollout and
+        physics terms as the surrogate (no latent, so no inverse or corrector terms)."""
+        from physweep.physics.gates import physics_residual
+
+        cfg, m, target = self.cfg, self.model, batch["target"]
+        b, _, c, hh, ww = target.shape
+        state0 = batch["state0"].transpose(1, 2).reshape(b, c, hh, ww)  # (B, C, H, W)
+        pred = m.rollout_grid(state0, batch["mask"], self.split.coords.to(self.device), h)
+        per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3, 4))  # (B,)
+        zero = per_sample.new_zeros(())
+        parts = {"loss_rollout": per_sample.mean(), "loss_inverse_encode": zero,
+                 "loss_inverse_decode": zero, "loss_corrector": zero, "loss_physics": zero,
+                 "loss_persistence": self._persistence(batch["state0"], target)}
+        if cfg.projection_weight > 0:
+            phys = m.denormalize(pred.float(), dim=2).flatten(0, 1)  # (B*h, C, H, W)
+            parts["loss_physics"] = physics_residual(
+                phys, batch["mask"].repeat_interleave(h, dim=0),
+                batch["inflow"].repeat_interleave(h, dim=0), self.grid).mean()
+        total = parts["loss_rollout"] + cfg.projection_weight * parts["loss_physics"]
+        return total, {k: v.detach() for k, v in parts.items()}, per_sample.detach()
+
     # --- one optimizer step ----------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
@@ -343,7 +398,8 @@ class Trainer:
         traj = self.sampler.sample(cfg.samples_per_step, self.gen)
         n = cfg.samples_per_step
         sums = dict.fromkeys(("loss", "loss_rollout", "loss_inverse_encode",
-                              "loss_inverse_decode", "loss_physics", "loss_corrector"), 0.0)
+                              "loss_inverse_decode", "loss_physics", "loss_corrector",
+                              "loss_persistence"), 0.0)
         finite = True
         for start in range(0, n, cfg.micro_batch):
             sub = traj[start : start + cfg.micro_batch]  # the last micro-batch may be smaller
@@ -402,7 +458,7 @@ class Trainer:
     # --- checkpoint ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "format": "physweep-train-1",
+            "format": "physweep-train-1", "model_kind": self.kind,
             "status": self.status, "step": self.step, "total_steps": self.total_steps,
             "diverged_step": self.diverged_step, "tokens_seen": self.tokens_seen,
             "seconds": self.seconds, "energy_j": self.energy_j,
