@@ -17,6 +17,7 @@ except (ConfigError, ConfigErrors) as _exc:
 R = WF.results
 PRESET = WCFG.preset
 DATA = f"{R}/data/{WF.dataset}"
+REF = f"{R}/reference/{WF.dataset}"  # the reference model, trained once per dataset
 RUN = f"{R}/{{round}}/runs/{{run}}"
 LOGS = f"{R}/logs/{{round}}/{{run}}"
 BENCH = f"{R}/benchmarks/{{round}}/{{run}}"
@@ -27,6 +28,7 @@ wildcard_constraints:
     run=WF.run_regex,
     block=WF.block_regex,
     dataset=r"[A-Za-z0-9_-]+",
+    suite=r"small|full",
 
 
 def res(kind, key, default):

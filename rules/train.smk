@@ -55,3 +55,30 @@ rule train_finish:
         resume=True,
     script:
         "../workflow/scripts/train.py"
+
+
+# The reference model (a conv U-Net): trained once per dataset by the same trainer; every eval
+# stores its nRMSE beside the run's (rules/evaluate.smk).
+rule train_reference:
+    input:
+        train=TRAIN_DATA,
+    output:
+        checkpoint=f"{REF}/checkpoint.pt",
+        log=f"{REF}/train_log.nc",
+    log:
+        f"{R}/logs/reference/{WF.dataset}/train.log",
+    benchmark:
+        f"{R}/benchmarks/reference/{WF.dataset}/train.tsv"
+    conda:
+        "../envs/physweep.yaml"
+    threads: res("train", "threads", 1)
+    resources:
+        gpu=res("train", "gpu", 0),
+        mem_mb=res("train", "mem_mb", 2000),
+        runtime=res("train", "runtime", 30),
+    params:
+        reference=PRESET["reference"],
+        train=PRESET["train"],
+        dataset=WF.dataset,
+    script:
+        "../workflow/scripts/train_reference.py"

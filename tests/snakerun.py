@@ -57,6 +57,7 @@ def tiny_preset() -> dict:
         suite.update(points=128, ensemble_members=2, horizon=4, long_horizon_from=3)
     preset["eval"]["small"]["n_traj"] = 2
     preset["eval"]["full"]["horizon"] = 8  # twice the training horizon (max_horizon 32 -> 4)
+    preset["reference"]["steps"] = 10
     return preset
 
 

@@ -1,4 +1,4 @@
-"""Evaluate one checkpoint with the small or full suite."""
+"""Evaluate one checkpoint (a run's or the reference model's) with the small or full suite."""
 
 from pathlib import Path
 
@@ -14,8 +14,10 @@ suite = from_dict(
     where=f"preset eval.{snakemake.params.suite_name}",
 )
 data_dir = Path(snakemake.input[suite.splits[0]]).parent  # the suite's split files
+reference = snakemake.input.get("reference")  # absent when this is the reference's own eval
 summary = evaluate_checkpoint(
     Path(snakemake.input.checkpoint), data_dir, suite,
     Path(snakemake.output[0]), threads=snakemake.threads,
+    reference=Path(reference) if reference else None,
 )
 log.info("summary: %s", summary)

@@ -33,3 +33,15 @@ def effective_ema(ema: float, budget_nominal: int, budget_effective: int) -> flo
     (0.9995 over 20000 steps -> 0.882 over 80 steps; identity at the playbook's scale).
     """
     return float(ema) ** (budget_nominal / budget_effective)
+
+
+def effective_lr(preset: dict, nominal: float, batch: int, ref_batch: int) -> float:
+    """Effective peak LR: the playbook's linear scaling with the effective batch_tokens, times
+    the preset's ``sizes.lr.scale`` (default 1).
+
+    The scale exists for budgets far shorter than the playbook's: the demo trains a few hundred
+    steps instead of 20,000, and at the nominal LRs (2e-4 … 4.5e-4) a few hundred Adam steps
+    barely move the model; the demo preset multiplies them so the levels stay in the same ratio.
+    """
+    scale = float(preset["sizes"].get("lr", {}).get("scale", 1.0))
+    return float(nominal) * scale * batch / ref_batch

@@ -16,7 +16,7 @@ from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.errors import ConfigError
 from physweep.plan.round import Pending, PlannedRun, RoundPlan
-from physweep.plan.sizes import effective_batch, effective_ema, effective_size
+from physweep.plan.sizes import effective_batch, effective_ema, effective_lr, effective_size
 
 MODEL_KNOBS = ("model_dim", "depth", "latent_tokens", "window_size", "u_shape", "pos_encoding",
                "norm", "channel_separated")
@@ -77,7 +77,7 @@ def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = 
     batch = effective_batch(preset, tpl["batch_tokens"], pfile)
     ref_batch = effective_batch(preset, tpl["ref_batch_tokens"], pfile)
     budget_steps = effective_size(preset, "budget_steps", tpl["budget_steps"], pfile)
-    lr = float(nominal["lr"]) * batch / ref_batch  # playbook: scale LR linearly with batch_tokens
+    lr = effective_lr(preset, nominal["lr"], batch, ref_batch)  # linear in batch_tokens
 
     model = {k: eff[k] for k in MODEL_KNOBS}
     model.update(preset["model"])

@@ -7,7 +7,7 @@ from typing import Any
 from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.round import Pending, RoundPlan
-from physweep.plan.sizes import effective_batch, effective_ema, effective_size
+from physweep.plan.sizes import effective_batch, effective_ema, effective_lr, effective_size
 
 
 def _cell(wcfg: WorkflowConfig, knob: str, value: Any) -> str:
@@ -29,8 +29,8 @@ def _cell(wcfg: WorkflowConfig, knob: str, value: Any) -> str:
 
 def _lr_text(wcfg: WorkflowConfig, run) -> str:
     lr = run.values["lr"]
-    ratio = _batch_eff(wcfg, run.batch_tokens) / _batch_eff(
-        wcfg, wcfg.config["compute"]["ref_batch_tokens"])
+    ratio = effective_lr(wcfg.preset, 1.0, _batch_eff(wcfg, run.batch_tokens),
+                         _batch_eff(wcfg, wcfg.config["compute"]["ref_batch_tokens"]))
     if isinstance(lr, Pending):
         return f"{lr}" + (f" x{ratio:.3g}" if ratio != 1 else "")
     return K.format_value(float(f"{lr * ratio:.4g}"))
