@@ -441,10 +441,7 @@ class Decoder(nn.Module):
         # the change path reads the start neighbourhood only (translation-equivariant, as a
         # convolution is); the state path needs the absolute position to place what it decodes
         q = context if context is not None else self.query(self.pos(pos01))  # (B, Q, D)
-        if os.environ.get("PW_NOLATENT") and context is not None:
-            q = self.norm(q + self.cross.mlp(self.cross.norm_mlp(q)))
-        else:
-            q = self.norm(self.cross(q, z, locality_bias(pos01, anchors, spacing)))  # (B, Q, D)
+        q = self.norm(self.cross(q, z, locality_bias(pos01, anchors, spacing)))  # (B, Q, D)
         return self.change_head(q) if context is not None else self.state_head(q)  # (B, Q, C)
 
 

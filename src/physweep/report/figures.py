@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "BASELINE_STYLES",
     "FIGURE_NAMES",
     "error_vs_lead_figure",
     "gate_matrix_figure",
@@ -81,12 +82,21 @@ def learning_curves_figure(
     baseline_runs: Sequence[str] = (),
     highlight: Sequence[str] = (),
     diverged: Mapping[str, float] | None = None,
+    relative: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    stage_steps: Sequence[float] = (),
 ) -> bytes:
     """Training loss vs step per run; baseline mean ± σ band; probe point(s) as vertical lines.
 
     ``curves[run] = (step, loss)``. ``diverged[run] = step`` marks a divergence with an x.
+    ``relative[run] = (step, loss_rollout / loss_persistence)`` adds a second panel: the rollout
+    loss as a fraction of what persistence scores on the same batches (1 = no skill), which does
+    not jump when the curriculum raises the horizon. ``stage_steps``: the steps where a new
+    horizon stage starts, marked in both panels.
     """
-    fig, (ax,) = _new((8.5, 4.8))
+    rel = {r: (np.asarray(s, float), np.asarray(v, float)) for r, (s, v) in (relative or {}).items()}
+    rel = {r: sv for r, sv in rel.items() if np.isfinite(sv[1]).any()}
+    fig, axes = _new((13.0, 4.8) if rel else (8.5, 4.8), ncols=2 if rel else 1)
+    ax = axes[0]
     diverged = dict(diverged or {})
     usable = {r: (np.asarray(s, float), np.asarray(v, float)) for r, (s, v) in curves.items()}
     usable = {r: sv for r, sv in usable.items() if np.isfinite(sv[1]).any()}
@@ -110,22 +120,28 @@ def learning_curves_figure(
                             label=f"baseline mean ± σ ({len(base)} seeds)", zorder=1)
             ax.plot(grid, mean, color="0.25", lw=1.5, ls="--", zorder=2)
     many = len(usable) > 12
+    colors = {}
     for k, (run, (step, loss)) in enumerate(sorted(usable.items())):
         emph = run in highlight
         label = run if (emph or not many) else None
         lw = 2.2 if emph else 1.0
         alpha = 1.0 if emph or not many else 0.55
-        color = "0.45" if run in base else f"C{k % 10}"
+        color = colors[run] = "0.45" if run in base else f"C{k % 10}"
         ax.plot(step, loss, lw=lw, alpha=alpha, color=color, label=label, zorder=3 if emph else 2)
         if run in diverged and np.isfinite(loss).any():
             idx = np.flatnonzero(np.isfinite(loss))[-1]
             ax.plot(step[idx], loss[idx], "x", color="red", ms=9, mew=2, zorder=4)
-    for i, ps in enumerate(sorted(set(float(p) for p in probe_steps if math.isfinite(p)))):
-        ax.axvline(ps, color="k", ls=":", lw=1.2, label="probe point" if i == 0 else None)
+    stages = sorted(set(float(p) for p in stage_steps if math.isfinite(p)))
+    for panel in axes:
+        for i, ps in enumerate(sorted(set(float(p) for p in probe_steps if math.isfinite(p)))):
+            panel.axvline(ps, color="k", ls=":", lw=1.2, label="probe point" if i == 0 else None)
+        for i, st in enumerate(stages):
+            panel.axvline(st, color="#1f5f8b", ls="-", lw=0.8, alpha=0.6,
+                          label="new horizon stage" if i == 0 else None)
     if all_pos:
         _log_y(ax)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel("training loss (all terms)")
     title = "Learning curves"
     if diverged:
         title += " (x = last finite loss of a diverged run)"
@@ -134,7 +150,45 @@ def learning_curves_figure(
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncols=2 if len(ax.get_legend_handles_labels()[0]) > 8 else 1)
+    if rel:
+        ax2 = axes[1]
+        for run, (step, ratio) in sorted(rel.items()):
+            emph = run in highlight
+            smooth = _running_mean(ratio, 9)
+            ax2.plot(step, smooth, lw=2.2 if emph else 1.0, color=colors.get(run, "0.3"),
+                     alpha=1.0 if emph or not many else 0.55, zorder=3 if emph else 2)
+        ax2.axhline(1.0, **BASELINE_STYLES["persistence"][1], label="persistence")
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("rollout loss ÷ persistence's on the same batches")
+        ax2.set_title("Skill during training (running mean of 9 logged steps)", fontsize=10)
+        ax2.set_ylim(bottom=0)
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=7)
     return _png(fig)
+
+
+def _running_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """Centred running mean over up to ``n`` finite neighbours (NaN where there are none)."""
+    x = np.asarray(x, float)
+    ok = np.isfinite(x)
+    k = np.ones(n)
+    num = np.convolve(np.where(ok, x, 0.0), k, mode="same")
+    den = np.convolve(ok.astype(float), k, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+#: how the reference lines of the accuracy figures are drawn: name -> (label, style)
+BASELINE_STYLES = {
+    "persistence": ("persistence", dict(color="k", ls="--", lw=1.6)),
+    "linear": ("linear extrapolation", dict(color="0.45", ls=":", lw=1.8)),
+    "reference": ("reference model", dict(color="#8B0000", ls="-.", lw=2.0)),
+}
+
+
+def _baseline_label(name: str, clipped: bool = False, suffix: str = "") -> str:
+    label = BASELINE_STYLES.get(name, (name, {}))[0] + suffix
+    return label + (" (off the scale)" if clipped else "")
 
 
 def error_vs_lead_figure(
@@ -142,32 +196,62 @@ def error_vs_lead_figure(
     *,
     highlight: Sequence[str] = (),
     metric: str = "nRMSE",
+    baselines: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> bytes:
-    """Mean error vs lead time, one panel per split: ``series[split][run] = (lead, error)``."""
-    splits = [s for s in ("test", "ood") if s in series] or ["test", "ood"]
-    fig, axes = _new((10.0, 4.3), ncols=len(splits))
+    """Mean error vs lead time, one panel per key of ``series`` (a split, or "suite, split"):
+    ``series[panel][run] = (lead, error)``. ``baselines[panel][name] = (lead, error)`` draws the
+    reference lines of that panel (names in :data:`BASELINE_STYLES`: persistence, linear,
+    reference); the y range is set by the runs, persistence and the reference model, so linear
+    extrapolation, which grows without bound when iterated, is clipped at the top."""
+    baselines = baselines or {}
+    panels = list(series) or ["test", "ood"]
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(10.0, 4.3 * nrows), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     runs = sorted({r for s in series.values() for r in s})
     many = len(runs) > 12
     colors = {r: f"C{k % 10}" for k, r in enumerate(runs)}
-    for ax, split in zip(axes, splits, strict=True):
-        data = series.get(split, {})
+    for ax, panel in zip(axes, panels, strict=False):
+        data = series.get(panel, {})
         if not data:
-            _note(ax, f"no {split} trajectories evaluated")
-            ax.set_title(split)
+            _note(ax, f"no {panel} trajectories evaluated")
+            ax.set_title(panel)
             continue
-        pos = True
+        scale: list[np.ndarray] = []  # values that set the y range
         for run, (lead, err) in sorted(data.items()):
             err = np.asarray(err, float)
             emph = run in highlight
             ax.plot(lead, err, marker="." if len(err) < 30 else None, color=colors[run],
                     lw=2.2 if emph else 1.0, alpha=1.0 if emph or not many else 0.5,
-                    label=run if emph or not many else None)
-            pos = pos and bool((_finite(err) > 0).all()) and _finite(err).size > 0
+                    label=run if emph or not many else None, zorder=3 if emph else 2)
+            scale.append(_finite(err))
+        base = {n: (np.asarray(lead, float), np.asarray(e, float))
+                for n, (lead, e) in (baselines.get(panel) or {}).items() if _finite(e).size}
+        scale += [_finite(e) for n, (_, e) in base.items() if n != "linear"]
+        vals = np.concatenate(scale) if scale else np.array([])
+        low = np.concatenate([vals] + [_finite(e) for _, e in base.values()])
+        pos = vals.size > 0 and bool((low > 0).all())
+        top = float(vals.max()) if vals.size else math.nan
+        for name, (lead, err) in base.items():
+            clipped = math.isfinite(top) and bool((_finite(err) > top * 1.15).any())
+            ax.plot(lead, err, zorder=1,
+                    label=_baseline_label(name) + (" (clipped)" if clipped else ""),
+                    **BASELINE_STYLES.get(name, ("", dict(color="0.3", ls="-")))[1])
         if pos:
             _log_y(ax)
+        if math.isfinite(top) and vals.size:
+            lo = float(low.min())
+            if pos:
+                ax.set_ylim(lo / 1.15, top * 1.15)
+            else:
+                ax.set_ylim(min(0.0, lo), top * 1.1 if top > 0 else 1.0)
         ax.set_xlabel("lead time (steps)")
-        ax.set_ylabel(f"{metric} (mean over trajectories)")
-        ax.set_title(f"{split} split")
+        ax.set_ylabel(f"{metric} (mean over samples)")
+        ax.set_title(panel if " " in panel else f"{panel} split")
         ax.grid(alpha=0.3, which="both")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -195,8 +279,13 @@ def pareto_figure(
     cost_label: str,
     highlight: Sequence[str] = (),
     note: str = "",
+    baselines: Sequence[tuple[str, str, float]] = (),
+    error_label: str = "nRMSE (small eval, test)",
 ) -> bytes:
-    """Error vs cost scatter with the Pareto front (lower-left is better)."""
+    """Error vs cost scatter with the Pareto front (lower-left is better).
+
+    ``baselines``: ``(name, label suffix, error)`` horizontal reference lines (names in
+    :data:`BASELINE_STYLES`); linear extrapolation is clipped at the top of the runs' range."""
     fig, (ax,) = _new((7.5, 4.8))
     cost = np.asarray(cost, float)
     error = np.asarray(error, float)
@@ -204,6 +293,22 @@ def pareto_figure(
     if not ok.any():
         _note(ax, "no run has both an error and a cost measured")
         return _png(fig)
+    lines = [(n, sfx, float(v)) for n, sfx, v in baselines if math.isfinite(float(v))]
+    vals = np.concatenate([error[ok], [v for n, _, v in lines if n != "linear"]])
+    top, bottom = float(vals.max()), float(vals.min())
+    pad = 0.08 * (top - bottom) if top > bottom else 0.05 * abs(top) or 0.05
+    k_style: dict[str, int] = {}
+    for name, sfx, v in lines:
+        style = dict(BASELINE_STYLES.get(name, ("", dict(color="0.3", ls="-")))[1])
+        k = k_style[name] = k_style.get(name, -1) + 1
+        style["lw"] = style.get("lw", 1.5) * (1.0 if k == 0 else 0.6)
+        label = _baseline_label(name, v > top + pad, f"{sfx} = {v:.3g}")
+        if v > top + pad:  # off the scale: a legend entry only
+            ax.plot([], [], label=label, **style)
+        else:
+            ax.axhline(v, zorder=0, label=label, **style)
+    if lines:
+        ax.set_ylim(bottom - pad, top + 1.5 * pad)
     ax.scatter(cost[ok], error[ok], color="C0", s=28, zorder=2, label="run")
     front = pareto_front(cost, error)
     ax.step(cost[front], error[front], where="post", color="C3", lw=1.5, zorder=1,
@@ -215,13 +320,17 @@ def pareto_figure(
                         xytext=(4, 3), textcoords="offset points",
                         weight="bold" if emph else "normal")
     ax.set_xlabel(cost_label)
-    ax.set_ylabel("nRMSE (small eval, test)")
+    ax.set_ylabel(error_label)
     title = "Accuracy vs cost"
     if note:
         title += f"\n{note}"
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if lines:
+        fig.set_size_inches(10.0, 4.8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     return _png(fig)
 
 

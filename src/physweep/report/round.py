@@ -34,11 +34,20 @@ __all__ = ["DEFAULT_RERUN_HINT", "build_round_report", "load_ranking"]
 
 DEFAULT_RERUN_HINT = rerun_hint()
 
-METRICS = ["nrmse", "nrmse_long", "nrmse_ood", "ece", "crps", "spread_skill",
-           "s_per_step", "j_per_step"]
-METRIC_LABELS = {"nrmse": "nRMSE", "nrmse_long": "nRMSE long", "nrmse_ood": "nRMSE OOD",
+METRICS = ["nrmse", "nrmse_persistence", "nrmse_reference", "skill", "nrmse_long", "nrmse_ood",
+           "ece", "crps", "spread_skill", "s_per_step", "j_per_step"]
+METRIC_LABELS = {"nrmse": "nRMSE", "nrmse_persistence": "persistence nRMSE",
+                 "nrmse_reference": "reference nRMSE", "skill": "skill vs persistence",
+                 "nrmse_long": "nRMSE long", "nrmse_ood": "nRMSE OOD",
                  "ece": "ECE", "crps": "CRPS", "spread_skill": "spread/skill",
                  "s_per_step": "s/step", "j_per_step": "J/step"}
+#: ranking columns read but not shown in the table (drawn in the figures)
+HIDDEN_METRICS = ["nrmse_linear"]
+#: eval-file variables of the baselines (evaluate.suite): figure name -> variable
+BASELINE_VARS = {"persistence": "nrmse_persistence", "linear": "nrmse_linear",
+                 "reference": "nrmse_reference"}
+SUITE_ORDER = {"small": 0, "full": 1}
+SPLIT_ORDER = {"test": 0, "ood": 1}
 BOOL_COLUMNS = ("promoted", "winner", "gates_pass")
 DECISION_FIELDS = ("decision", "improvement", "sigma", "sigma_factor", "sigma_method",
                    "baseline_mean", "run_score", "probe_fraction", "saved_fraction")
@@ -75,10 +84,21 @@ def load_ranking(path: str | os.PathLike[str]) -> pd.DataFrame:
     for col in df.columns:
         if col in BOOL_COLUMNS or (col.startswith("gate.") and col.endswith(".pass")):
             df[col] = pd.Series([_to_bool(v) for v in df[col]], index=df.index, dtype=object)
-    for col in METRICS + ["score", "compute_fraction", "train_steps", "rank"]:
+    for col in METRICS + HIDDEN_METRICS + ["score", "compute_fraction", "train_steps", "rank"]:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce")
+    if "skill" not in df.columns and {"nrmse", "nrmse_persistence"} <= set(df.columns):
+        df["skill"] = _skill(df["nrmse"].to_numpy(float), df["nrmse_persistence"].to_numpy(float))
     return df
+
+
+def _skill(err, ref):
+    """1 - err / ref (NaN where the reference error is not finite and positive), as
+    ``evaluate.metrics.skill`` (not imported: it pulls in torch)."""
+    err, ref = np.asarray(err, float), np.asarray(ref, float)
+    ok = np.isfinite(ref) & (ref > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, 1.0 - err / np.where(ok, ref, 1.0), np.nan)
 
 
 def _gate_names(df: pd.DataFrame) -> list[str]:
@@ -156,39 +176,151 @@ def _total_steps(run: str, log, row: Mapping[str, Any] | None) -> float:
     return math.nan
 
 
+def _sample_dim(da) -> str | None:
+    """The per-sample dim of an eval variable: ``sample`` (trajectory x start), or ``traj`` in
+    eval files written before start phases existed."""
+    return next((d for d in ("sample", "traj") if d in da.dims), None)
+
+
+def _split_labels(ds, dim: str | None, n: int) -> np.ndarray:
+    if dim is not None and "split" in ds.variables and ds["split"].dims == (dim,):
+        return np.asarray([str(s) for s in ds["split"].values])
+    return np.full(n, "test")
+
+
+def _split_means(ds, var: str) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Mean over samples of ``var`` (sample, lead) per split: ``{split: (lead, mean)}``."""
+    if _values(ds, var) is None or "lead" not in ds[var].dims:
+        return None
+    da = ds[var].transpose(..., "lead")
+    err = np.asarray(da.values, float).reshape(-1, da.sizes["lead"])
+    lead = (np.asarray(ds["lead"].values, float) if "lead" in ds.coords
+            else np.arange(1, da.sizes["lead"] + 1, dtype=float))
+    splits = _split_labels(ds, _sample_dim(da), err.shape[0])
+    return {str(sp): (lead, err[splits == sp].mean(axis=0)) for sp in np.unique(splits)
+            if (splits == sp).any()}
+
+
 def _lead_series(evals: Mapping[str, Any], var: str = "nrmse"):
+    """Error vs lead per panel and run, and the baselines of each panel.
+
+    A panel is a split ("test", "ood"), or "<suite> eval, <split>" when the round's record files
+    come from several suites (promoted runs' full evals beside the others' small evals): the
+    baselines are drawn on the samples they were measured on. Returns ``(series, baselines)``
+    with ``series[panel][run] = (lead, error)`` and ``baselines[panel][name] = (lead, error)``
+    (the first eval file of the panel that holds the baseline; the samples, hence the baseline
+    values, are the same for every run evaluated with one suite)."""
+    suites = {str(ds.attrs.get("suite", "")) for ds in evals.values()
+              if ds is not None and _values(ds, var) is not None}
+    multi = len(suites) > 1
     series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    baselines: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    order: dict[str, tuple] = {}
     for run, ds in evals.items():
-        err = _values(ds, var)
-        if err is None:
+        curves = _split_means(ds, var) if ds is not None else None
+        if not curves:
             continue
-        da = ds[var]
-        if "lead" not in da.dims:
+        suite = str(ds.attrs.get("suite", ""))
+        base = {n: _split_means(ds, v) or {} for n, v in BASELINE_VARS.items()}
+        for split, curve in curves.items():
+            key = f"{suite} eval, {split}" if multi and suite else split
+            order[key] = (SUITE_ORDER.get(suite, 9), suite, SPLIT_ORDER.get(split, 9), split)
+            series.setdefault(key, {})[run] = curve
+            have = baselines.setdefault(key, {})
+            for name, by_split in base.items():
+                if name not in have and split in by_split and np.isfinite(by_split[split][1]).any():
+                    have[name] = by_split[split]
+    keys = sorted(series, key=lambda k: order[k])
+    return {k: series[k] for k in keys}, {k: baselines.get(k, {}) for k in keys}
+
+
+def _pareto_baselines(df: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """Each eval suite's baseline nRMSE (the same for every run of that suite) from the ranking:
+    ``(name, label suffix, value)`` for the Pareto figure's reference lines."""
+    if "eval_suite" in df.columns:
+        suites = sorted((s for s in dict.fromkeys(df["eval_suite"]) if not is_missing(s)),
+                        key=lambda x: (SUITE_ORDER.get(str(x), 9), str(x)))
+    else:
+        suites = []
+    out = []
+    for suite in suites or [None]:
+        rows = df if suite is None else df[df["eval_suite"] == suite]
+        for name, col in BASELINE_VARS.items():
+            if col not in rows.columns:
+                continue
+            vals = pd.to_numeric(rows[col], errors="coerce").to_numpy(float)
+            vals = vals[np.isfinite(vals)]
+            if vals.size:
+                sfx = f" ({suite} eval)" if suite is not None and len(suites) > 1 else ""
+                out.append((name, sfx, float(vals[0])))
+    return out
+
+
+def _regime_section(evals: Mapping[str, Any], runs: list[str]) -> str:
+    """Per-regime (and per-channel) accuracy of ``runs`` on their record eval files, next to the
+    baselines on the same samples."""
+    rows, missing, chan_names = [], [], []
+    for run in runs:
+        ds = evals.get(run)
+        if ds is None or _values(ds, "nrmse") is None:
+            missing.append(run)
             continue
-        da = da.transpose(..., "lead")
-        err = np.asarray(da.values, float).reshape(-1, da.sizes["lead"])
-        lead = (np.asarray(ds["lead"].values, float) if "lead" in ds.coords
-                else np.arange(da.sizes["lead"], dtype=float))
-        if "traj" in da.dims and "split" in ds.variables and ds["split"].dims == ("traj",):
-            splits = np.asarray([str(s) for s in ds["split"].values])
-        else:
-            splits = np.full(err.shape[0], "test")
-        for split in np.unique(splits):
-            rows = err[splits == split]
-            if rows.size:
-                series.setdefault(str(split), {})[run] = (lead, rows.mean(axis=0))
-    return series
+        dim = _sample_dim(ds["nrmse"])
+        if dim is None or "regime" not in ds.variables or ds["regime"].dims != (dim,):
+            missing.append(run)
+            continue
+        suite = str(ds.attrs.get("suite", "—"))
+        n = ds.sizes[dim]
+        splits = _split_labels(ds, dim, n)
+        regimes = np.asarray([str(r) for r in ds["regime"].values])
+
+        def mean(var: str, sel: np.ndarray, ds=ds, dim=dim) -> float:
+            v = _values(ds, var)
+            if v is None:
+                return math.nan
+            v = np.asarray(ds[var].transpose(dim, ...).values, float)[sel]
+            return float(v.mean()) if v.size else math.nan
+
+        chans = ([str(c) for c in ds["channel"].values]
+                 if "nrmse_channel" in ds.variables and "channel" in ds.variables else [])
+        chan_names = chan_names or chans
+        for split in sorted(dict.fromkeys(splits), key=lambda x: SPLIT_ORDER.get(x, 9)):
+            in_split = splits == split
+            for reg in [*dict.fromkeys(regimes[in_split]), "all regimes"]:
+                sel = in_split & (regimes == reg) if reg != "all regimes" else in_split
+                err = {name: mean(v, sel) for name, v in BASELINE_VARS.items()}
+                model = mean("nrmse", sel)
+                per_c = []
+                for k, _c in enumerate(chans):
+                    v = np.asarray(ds["nrmse_channel"].transpose(dim, ...).values, float)[sel]
+                    per_c.append(float(v[..., k].mean()) if v.size else math.nan)
+                rows.append([run, suite, split, reg, int(sel.sum()), model, err["persistence"],
+                             err["linear"], err["reference"],
+                             float(_skill(model, err["persistence"])), *per_c])
+    if not rows:
+        return ("<p>No per-regime results: " + (
+            f"the eval files of {_runs_list(missing)} have no <code>regime</code> coordinate "
+            "(written before per-sample evaluation)" if missing else "no run to show") + ".</p>")
+    headers = ["run", "eval suite", "split", "regime", "samples", "nRMSE", "persistence",
+               "linear extrapolation", "reference model", "skill vs persistence",
+               *[f"nRMSE {c}" for c in chan_names]]
+    rows = [r + [None] * (len(headers) - len(r)) for r in rows]
+    note = (f'<p class="muted">Not shown (no regime coordinate in the eval file): '
+            f"{_runs_list(missing)}.</p>" if missing else "")
+    return simple_table(headers, rows) + note
 
 
 # ----------------------------------------------------------------------------- HTML pieces
 
 
 def _ranking_rows(df: pd.DataFrame, knobs: list[str], gates: list[str], extra: list[str],
-                  decisions: Mapping[str, Any], show_objective: bool) -> tuple[list, list]:
+                  decisions: Mapping[str, Any], show_objective: bool,
+                  metrics: list[str] | None = None) -> tuple[list, list]:
+    metrics = METRICS if metrics is None else metrics
     headers = ["rank", "run", "block", "seed", "status", "decision", "promoted", "winner"]
     headers += [k[5:] for k in knobs]
     headers += (["objective"] if show_objective else []) + ["score"]
-    headers += [METRIC_LABELS[m] for m in METRICS]
+    headers += [METRIC_LABELS[m] for m in metrics]
     headers += ["gates pass"] + [f"gate {g}" for g in gates]
     headers += ["train steps", "compute %", "eval suite"] + extra
     rows = []
@@ -219,7 +351,7 @@ def _ranking_rows(df: pd.DataFrame, knobs: list[str], gates: list[str], extra: l
         if show_objective:
             cells.append(cell(r.get("objective"), text=fmt(r.get("objective"), "—"), cls="text"))
         cells.append(cell(_num(r.get("score"))))
-        cells += [cell(_num(r.get(m))) for m in METRICS]
+        cells += [cell(_num(r.get(m))) for m in metrics]
         gp = r.get("gates_pass")
         cells.append(cell(gp, text=fmt(gp), cls={True: "pass", False: "fail"}.get(gp, "nm")))
         for g in gates:
@@ -368,10 +500,11 @@ def _calibration(ds) -> tuple[np.ndarray, np.ndarray, float] | None:
     da = ds["calibration"]
     if "quantile" not in da.dims:
         return None
-    if "split" in ds.variables and "traj" in da.dims and ds["split"].dims == ("traj",):
+    dim = _sample_dim(da)
+    if dim is not None and "split" in ds.variables and ds["split"].dims == (dim,):
         test = np.asarray([str(v) == "test" for v in ds["split"].values])
         if test.any():
-            da = da.isel(traj=np.flatnonzero(test))
+            da = da.isel({dim: np.flatnonzero(test)})
     obs = np.asarray(da.transpose(..., "quantile").values, float).reshape(-1, da.sizes["quantile"])
     with np.errstate(all="ignore"):
         obs = np.nanmean(obs, axis=0) if obs.size else obs
@@ -678,15 +811,19 @@ def build_round_report(
     # ---- ranking table
     knobs = [c for c in df.columns if c.startswith("knob.")]
     known = {"run", "block", "seed", "status", "promoted", "winner", "rank", "objective",
-             "score", "gates_pass", "train_steps", "compute_fraction", "eval_suite", *METRICS}
+             "score", "gates_pass", "train_steps", "compute_fraction", "eval_suite", *METRICS,
+             *HIDDEN_METRICS}
     extra = [c for c in df.columns if c not in known and not c.startswith(("knob.", "gate."))]
     show_obj = "objective" in df.columns and df["objective"].nunique(dropna=True) > 1
-    headers, trs = _ranking_rows(df, knobs, gates, extra, dec, show_obj)
+    has_ref = "nrmse_reference" in df.columns and bool(
+        np.isfinite(pd.to_numeric(df["nrmse_reference"], errors="coerce")).any())
+    shown = [m for m in METRICS if m != "nrmse_reference" or has_ref]
+    headers, trs = _ranking_rows(df, knobs, gates, extra, dec, show_obj, shown)
     ranking_html = table(headers, trs, sortable=True, table_id="ranking")
 
     # ---- figures
     highlight = winners
-    curves, probe_steps, div_steps = {}, [], {}
+    curves, probe_steps, div_steps, relative, stage_steps = {}, [], {}, {}, set()
     baseline = [r for r, d in dec.items() if d.get("decision") == "baseline"]
     baseline += [r for r in runs if str(rows_by_run[r].get("block")) == "baseline"
                  and r not in baseline]
@@ -696,6 +833,14 @@ def build_round_report(
             continue
         loss = loss.reshape(-1)
         curves[r] = (_steps(ds, loss.size), loss)
+        roll, pers = _values(ds, "loss_rollout"), _values(ds, "loss_persistence")
+        if roll is not None and pers is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                relative[r] = (curves[r][0], roll.reshape(-1) / pers.reshape(-1))
+        hz = _values(ds, "horizon")
+        if hz is not None:  # steps where the curriculum's horizon changes
+            hz = hz.reshape(-1)
+            stage_steps.update(float(x) for x in curves[r][0][1:][np.diff(hz) != 0])
         if statuses.get(r) == "diverged" or str(ds.attrs.get("status")) == "diverged":
             div_steps[r] = _num(ds.attrs.get("diverged_step"))
     for r, d in dec.items():
@@ -727,7 +872,9 @@ def build_round_report(
             passed[i, j] = {True: 1.0, False: 0.0}.get(ok, np.nan)
             gvals[i, j] = _num(rows_by_run[r].get(f"gate.{g}"))
 
-    series = _lead_series(evals)
+    series, lead_baselines = _lead_series(evals)
+    best_runs = list(dict.fromkeys(winners + promoted)) or runs[:1]
+    regime_html = _regime_section(evals, best_runs)
     rel_runs = promoted or winners
     rel_note = "" if promoted else ("no promoted run: winner(s) shown" if winners else "")
     rel_curves = {r: c for r in rel_runs if (c := _calibration(evals.get(r))) is not None}
@@ -736,10 +883,12 @@ def build_round_report(
     pngs = {
         "learning_curves": F.learning_curves_figure(
             curves, probe_steps=probe_steps, baseline_runs=baseline, highlight=highlight,
-            diverged=div_steps),
-        "error_vs_lead": F.error_vs_lead_figure(series, highlight=highlight),
+            diverged=div_steps, relative=relative, stage_steps=sorted(stage_steps)),
+        "error_vs_lead": F.error_vs_lead_figure(series, highlight=highlight,
+                                                baselines=lead_baselines),
         "pareto": F.pareto_figure(runs, cost, err, cost_label=cost_label, highlight=highlight,
-                                  note=pareto_note),
+                                  note=pareto_note, baselines=_pareto_baselines(df),
+                                  error_label="nRMSE (record eval, in-distribution)"),
         "gate_matrix": F.gate_matrix_figure(runs, gates, passed, gvals),
         "reliability": F.reliability_figure(
             rel_curves, title="Reliability of the " + ("promoted runs (full eval)" if promoted
@@ -749,15 +898,27 @@ def build_round_report(
     }
     captions = {
         "learning_curves": (
-            f"Training loss per run. Dotted vertical line: probe point (step {esc(probe_txt)}), "
-            "where the early-stopping decision was taken. Grey band: mean ± σ over the baseline "
-            f"runs ({_runs_list(baseline)}). Winners drawn thick."),
+            f"Left: training loss per run (all terms). Dotted vertical line: probe point (step "
+            f"{esc(probe_txt)}), where the early-stopping decision was taken; thin blue lines: "
+            "a new horizon stage of the curriculum starts (the rollout loss rises with the "
+            "horizon). Grey band: mean ± σ over the baseline "
+            f"runs ({_runs_list(baseline)}). Winners drawn thick. Right: the rollout loss as a "
+            "fraction of what persistence (repeating the start state) scores on the same "
+            "training batches; below 1 = the model predicts better than no change."),
         "error_vs_lead": (
-            "nRMSE against lead time, mean over trajectories, for the test and "
-            "out-of-distribution splits. Gaps are non-finite errors (diverged rollouts)."),
+            "nRMSE against lead time, mean over the evaluated samples (trajectory × start "
+            "snapshot), per eval suite and split (test = in-distribution, ood = unseen "
+            "geometries). Reference lines on the same samples: persistence (the start state "
+            "repeated, dashed), linear extrapolation x<sub>t0</sub> + s·(x<sub>t0</sub> − "
+            "x<sub>t0−1</sub>) (dotted; iterated it grows without bound, so it is clipped at the "
+            "top of the runs' range), and the reference model (dash-dot) where its eval was "
+            "given. Gaps are non-finite errors (diverged rollouts)."),
         "pareto": (
-            f"Small-eval nRMSE against {esc(cost_label)}; the red staircase is the Pareto front "
-            "(no other run is both cheaper and more accurate). ★ = winner. "
+            f"nRMSE of each run's record (full eval for promoted runs, small or probe eval "
+            f"otherwise) against {esc(cost_label)}; the red staircase is the Pareto front "
+            "(no other run is both cheaper and more accurate). ★ = winner. Horizontal lines: "
+            "persistence, linear extrapolation and the reference model on the same samples, per "
+            "eval suite. "
             + (f"Not shown (nRMSE not measured): {_runs_list(excluded)}." if excluded else "")),
         "gate_matrix": "Physics gates per run with the measured values; grey = not measured.",
         "reliability": (
@@ -788,7 +949,9 @@ def build_round_report(
         f"<h1>Ranking of {esc(round_name)}</h1><p class=\"muted\">★ winner · ▲ promoted · "
         "click a column header to sort.</p>" + ranking_html)),
         "effects": page(f"physweep {round_name}: effects",
-                        f"<h1>Effects of the swept knobs: {esc(round_name)}</h1>" + eff_html)}
+                        f"<h1>Effects of the swept knobs: {esc(round_name)}</h1>" + eff_html),
+        "regimes": page(f"physweep {round_name}: accuracy by regime",
+                        f"<h1>Accuracy by regime: {esc(round_name)}</h1>" + regime_html)}
     if tables_dir is not None:
         for key, text in tables_html.items():
             write_text(Path(tables_dir) / f"{key}.html", text)
@@ -851,8 +1014,15 @@ objective {esc(objective)}</p>
 {_li(summary)}
 <h2>Ranking</h2>
 <p class="muted">★ winner · ▲ promoted to full eval · click a column header to sort.
-NaN values are shown as "{NOT_MEASURED}".</p>
+NaN values are shown as "{NOT_MEASURED}". Persistence and reference nRMSE are measured on the
+same samples as the run's own nRMSE (its record eval); skill = 1 − nRMSE / persistence nRMSE
+(0 = no better than repeating the start state, 1 = exact).</p>
 {ranking_html}
+<h2>Accuracy by regime</h2>
+<p class="muted">The best run(s) (winner and promoted runs) on their record eval, per flow
+regime: mean nRMSE over samples (trajectory × start snapshot) and lead times, next to the
+baselines on the same samples.</p>
+{regime_html}
 <h2>Figures</h2>
 {figs_html}
 <h2>Effects of the swept knobs</h2>
