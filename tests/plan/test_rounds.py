@@ -95,10 +95,13 @@ def test_spec_maps_nominal_to_effective_and_scales_lr(wcfg):
         "inverse_encode": 0.5, "inverse_decode": 0.5, "projection_weight": 1.0}})
     base = build_spec(template(wcfg, plan, plan.run("baseline")))
     big = build_spec(template(wcfg, plan, plan.run("latent_tokens~768")))
-    assert base["model"]["model_dim"] == 48 and base["model"]["latent_tokens"] == 32
-    assert big["model"]["latent_tokens"] == 48
+    assert base["model"]["model_dim"] == 48 and base["model"]["latent_tokens"] == 64
+    assert big["model"]["latent_tokens"] == 96
     ratio = big["train"]["batch_tokens"] / base["train"]["batch_tokens"]
     assert big["train"]["lr"] == pytest.approx(base["train"]["lr"] * ratio)
+    # the demo preset's LR scale (sizes.lr.scale) multiplies the nominal LR: 3e-4 -> 1e-3
+    lr_scale = wcfg.preset["sizes"]["lr"]["scale"]
+    assert base["train"]["lr"] == pytest.approx(3e-4 * lr_scale) and lr_scale > 1
     assert big["train"]["budget_tokens"] == base["train"]["budget_tokens"]  # same compute
     assert base["train"]["batch_tokens"] % base["train"]["points_per_sample"] == 0
 
@@ -137,7 +140,7 @@ def test_ema_window_scales_with_the_budget(wcfg):
 
 
 def test_runs_identical_at_the_probe_are_flagged(base_config, repo_root):
-    """Round D at the demo preset: with 3 curriculum stages over 80 steps the probe (step 28)
+    """Round D at the demo preset: with 3 curriculum stages over 250 steps the probe (step 88)
     falls in stage 2, where max_horizon 16 and 32 (effective 2 and 4) both train at horizon 2."""
     import dataclasses
 
@@ -154,7 +157,7 @@ def test_runs_identical_at_the_probe_are_flagged(base_config, repo_root):
     assert len(found) == 2
     assert any("max_horizon~16_freeze_bottom_layers_on_expand~false, "
                "max_horizon~32_freeze_bottom_layers_on_expand~false" in w for w in found)
-    assert all("step 28 of 80" in w for w in found)
+    assert all("step 88 of 250" in w for w in found)
     # a probe after the last expansion separates every run
     later = {**base_config, "early_stop": {**base_config["early_stop"], "probe_fraction": 0.7}}
     assert twins(later) == []

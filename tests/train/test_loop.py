@@ -207,3 +207,15 @@ def test_uneven_accumulation_keeps_the_batch(split):
     t.draw_batch = lambda sub, h: calls.append(len(sub)) or real(sub, h)
     t.train_step()
     assert calls == [2, 2, 1]
+
+
+def test_rollout_loss_weights_channels_by_their_change(split):
+    """The channel that changes most per snapshot (in its own std units) weighs least."""
+    from physweep.train.loop import change_weights, field_statistics
+
+    _, std = field_statistics(split)
+    w = change_weights(split, std)
+    f = split.fields / std.view(1, 1, -1, 1, 1)
+    var = (f[:, 1:] - f[:, :-1]).pow(2).mean(dim=(0, 1, 3, 4))
+    assert w.mean().item() == pytest.approx(1.0)
+    assert torch.argmin(w) == torch.argmax(var) and torch.argmax(w) == torch.argmin(var)

@@ -49,6 +49,13 @@ def test_round_produces_report_ranking_and_winners(tiny_round):
         assert (run_dir / "small_eval.nc").exists() == decision["continue"]
         with xr.open_dataset(run_dir / "probe_eval.nc") as ds:
             assert "nrmse" in ds and ds.attrs["nrmse"] > 0
+            # the baselines on the same samples: persistence, linear, the reference U-Net
+            for key in ("nrmse_persistence", "nrmse_linear", "nrmse_reference"):
+                assert ds.attrs[key] > 0, key
+    ref = tiny_round / "results" / "reference" / "channel_tiny"
+    assert (ref / "checkpoint.pt").exists() and (ref / "small_eval.nc").exists()
+    with xr.open_dataset(ref / "small_eval.nc") as ds:
+        assert ds.attrs["run"] == "reference_channel_tiny"
 
 
 def test_forcing_one_run_reruns_only_it_and_its_dependents(tiny_round):
@@ -68,4 +75,4 @@ def test_forcing_one_run_reruns_only_it_and_its_dependents(tiny_round):
     # the round-level products that depend on the run were redone; the data was not
     assert "results/round_t/ranking.csv" in changed
     assert "results/round_t/report.html" in changed
-    assert not any(p.startswith("results/data/") for p in changed)
+    assert not any(p.startswith(("results/data/", "results/reference/")) for p in changed)

@@ -423,7 +423,7 @@ class Decoder(nn.Module):
         self.query = MLP(d, d, d)
         # the start state's neighbourhood of a query: a continuous convolution over its K nearest
         # input points, kernel(offset) ⊙ value(point) (PointConv / SchNet-style filters)
-        self.context_kernel = MLP(2, d, d)
+        self.context_kernel = MLP(2, d // 2, d)
         self.context_value = nn.Linear(d, d)
         self.context_mlp = MLP(d, 2 * d, d)
         self.context_norm = make_norm(cfg.norm, d)
@@ -519,18 +519,19 @@ class Surrogate(nn.Module):
         """
         enc, dec = self.encoder, self.decoder
         p = self.unit_positions(pos)
-        h = enc.norm_points(enc.embed_values(values))  # (B, N, D)
+        # W·h once per input point, then gathered per (query, neighbour) pair
+        v = dec.context_value(enc.norm_points(enc.embed_values(values)))  # (B, N, D)
         _, spacing = self.token_anchors()
-        b, n, d = h.shape
+        b, n, d = v.shape
         k = min(CONTEXT_NEIGHBOURS, n)
         out = []
         for q in self.unit_positions(query).split(ANCHOR_CHUNK, dim=1):
             nbr = torch.cdist(q, p).topk(k, dim=-1, largest=False).indices  # (B, q, K)
             flat = nbr.reshape(b, -1, 1)
-            h_n = torch.gather(h, 1, flat.expand(-1, -1, d)).reshape(b, q.shape[1], k, d)
+            v_n = torch.gather(v, 1, flat.expand(-1, -1, d)).reshape(b, q.shape[1], k, d)
             rel = (torch.gather(p, 1, flat.expand(-1, -1, 2)).reshape(b, q.shape[1], k, 2)
                    - q[:, :, None]) / spacing  # (B, q, K, 2)
-            c = (dec.context_kernel(rel) * dec.context_value(h_n)).mean(dim=2)  # (B, q, D)
+            c = (dec.context_kernel(rel) * v_n).mean(dim=2)  # (B, q, D)
             out.append(c + dec.context_mlp(dec.context_norm(c)))
         return torch.cat(out, dim=1)
 

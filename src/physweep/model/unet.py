@@ -8,8 +8,9 @@ the same samples (REFERENCES.md: 263 k parameters, 0.145 test nRMSE after 510 CP
 One step (B batch, C fields, H × W grid; fields normalised by the training statistics):
 
     [state (C), fluid mask (1), x, y in [0, 1] (2)]            (B, C + 3, H, W)
-      -> ``levels`` encoder levels: two 3×3 convs (GELU), then 2×2 average pooling
-      -> bottleneck: two 3×3 convs
+      -> ``levels`` encoder levels (width, 2·width, 4·width, …): two 3×3 convs (GELU), then
+         2×2 average pooling
+      -> bottleneck: two 3×3 convs at the coarsest width
       -> decoder levels: nearest upsampling, concatenation with the skip, two 3×3 convs
       -> 1×1 conv to C channels                                = the change over one step
     next = state + change; obstacle cells are set to the wall state (all fields 0).
@@ -54,14 +55,15 @@ class UNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         c, w = cfg.in_channels, cfg.width
-        widths = [w * 2**i for i in range(cfg.levels + 1)]
+        widths = [w * 2**i for i in range(cfg.levels)]  # per level; the bottleneck keeps the last
         self.down = nn.ModuleList()
         c_prev = c + 3
-        for wi in widths[:-1]:
+        for wi in widths:
             self.down.append(_double_conv(c_prev, wi))
             c_prev = wi
-        self.mid = _double_conv(widths[-2], widths[-1])
-        self.up = nn.ModuleList(_double_conv(widths[i + 1] + widths[i], widths[i])
+        self.mid = _double_conv(widths[-1], widths[-1])
+        below = [*widths[1:], widths[-1]]  # channels arriving from the level below
+        self.up = nn.ModuleList(_double_conv(below[i] + widths[i], widths[i])
                                 for i in reversed(range(cfg.levels)))
         self.out = nn.Conv2d(widths[0], c, 1)
         nn.init.zeros_(self.out.weight)  # starts as persistence; the out conv's input is
