@@ -72,6 +72,7 @@ rule index:
     input:
         reports=expand(f"{R}/{{round}}/report.html", round=WF.rounds),
         winners=expand(f"{R}/{{round}}/winners.yaml", round=WF.rounds),
+        rankings=expand(f"{R}/{{round}}/ranking.csv", round=WF.rounds),
     output:
         f"{R}/report.html",
     log:
@@ -85,5 +86,7 @@ rule index:
         runtime=10,
     params:
         rounds=WF.rounds,
+        configs=[WCFG.rounds[r] for r in WF.rounds],  # inherit / fixed / blocks as written
+        defaults=WCFG.config["knobs"],
     script:
         "../workflow/scripts/index.py"

@@ -53,8 +53,16 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """SafeDumper that writes a value shared by two keys twice instead of as an anchor and an
+    alias (``&id001`` / ``*id001``): the YAML outputs are files people read and diff."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def write_yaml(path: str | os.PathLike[str], data: Any) -> None:
-    write_text(path, yaml.safe_dump(data, sort_keys=False))
+    write_text(path, yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

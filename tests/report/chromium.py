@@ -159,6 +159,58 @@ def check_page(chromium: str, page: Path, *, table_id: str = "ranking", column: 
     return json.loads(html_mod.unescape(m.group(1)))
 
 
+WIDTH_JS = r"""
+(function () {
+  window.addEventListener('load', function () {
+    setTimeout(function () {
+      var vw = window.innerWidth, doc = document.documentElement;
+      var wide = [];
+      Array.prototype.forEach.call(document.body.querySelectorAll('*'), function (el) {
+        var r = el.getBoundingClientRect();
+        if (r.right > vw + 0.5 && wide.length < 10) {
+          wide.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+                    + (el.className ? '.' + String(el.className).replace(/ /g, '.') : '')
+                    + ' right=' + Math.round(r.right));
+        }
+      });
+      var out = {innerWidth: vw, clientWidth: doc.clientWidth, scrollWidth: doc.scrollWidth,
+                 bodyScrollWidth: document.body.scrollWidth, wide: wide};
+      var pre = document.createElement('pre');
+      pre.id = '%(result_id)s';
+      pre.style.display = 'none';
+      pre.textContent = JSON.stringify(out);
+      document.body.appendChild(pre);
+    }, 50);
+  });
+})();
+"""
+
+
+def page_width(chromium: str, page: Path, width: int = 1300, height: int = 900,
+               timeout: int = 120) -> dict:
+    """Open ``page`` headless in a ``width`` x ``height`` window; return ``innerWidth``,
+    ``clientWidth``, the document's ``scrollWidth`` (wider than the viewport = horizontal
+    scrolling), ``bodyScrollWidth`` and ``wide`` (up to 10 elements reaching past the right
+    edge of the viewport)."""
+    html = Path(page).read_text()
+    js = WIDTH_JS % {"result_id": RESULT_ID}
+    html = re.sub(r"<head>", lambda _: f"<head><script>{js}</script>", html, count=1)
+    probe = Path(page).with_name(Path(page).stem + ".width-check.html")
+    probe.write_text(html)
+    try:
+        proc = _run(chromium, [f"--window-size={width},{height}", "--virtual-time-budget=5000",
+                               "--dump-dom", probe.resolve().as_uri()], timeout)
+    finally:
+        probe.unlink(missing_ok=True)
+    m = re.search(rf'<pre id="{RESULT_ID}"[^>]*>(.*?)</pre>', proc.stdout, re.S)
+    if not m:
+        raise RuntimeError(f"chromium produced no width result (rc {proc.returncode}): "
+                           f"{proc.stderr[-1000:]}")
+    import html as html_mod
+
+    return json.loads(html_mod.unescape(m.group(1)))
+
+
 if __name__ == "__main__":
     found, why = ensure_chromium()
     print(found or f"no chromium: {why}")

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from physweep.report import FIGURE_NAMES, build_index, build_round_report
+from physweep.report import FIGURE_NAMES, build_round_report
 from physweep.report.figures import pareto_front
 
 RUNS = ["base_s0", "base_s1", "lr~2e-4", "lr~4.5e-4", "warmup~0.06", "ema~0.9999"]
@@ -186,26 +186,6 @@ def test_pareto_front():
     x = [1.0, 2.0, 3.0, 1.5, math.nan, 4.0]
     y = [0.5, 0.3, 0.35, 0.6, 0.1, 0.2]
     assert pareto_front(x, y) == [0, 1, 5]
-
-
-def test_build_index(tmp_path):
-    reports = {}
-    winners = {}
-    for k, (name, fixed) in enumerate([("round_a", {"lr": 2e-4}),
-                                       ("round_b", {"guidance": 1.0, "lr": 3e-4})]):
-        reports[name] = tmp_path / name / "report.html"
-        reports[name].parent.mkdir()
-        reports[name].write_text("<html></html>")
-        winners[name] = tmp_path / name / "winners.yaml"
-        winners[name].write_text(yaml.safe_dump({"round": name, "objective": "nrmse",
-                                                 "winners": [f"w{k}"], "fixed_for_next": fixed}))
-    out = build_index(reports, winners, tmp_path / "index.html")
-    html = out.read_text()
-    assert 'href="round_a/report.html"' in html and 'href="round_b/report.html"' in html
-    b_row = next(r for r in html.split("<tr>") if "round_b/report.html" in r)
-    assert "lr = 0.0002" in b_row and "w0" in b_row  # round_b inherited round_a's winner knob
-    final = html.split("Configuration after the last round")[1]
-    assert "lr = 0.0003" in final and "guidance = 1.0" in final
 
 
 def test_round_report_minimal_inputs(tmp_path):

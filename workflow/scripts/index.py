@@ -1,4 +1,4 @@
-"""Cross-round page linking every round report and the winners each round inherited."""
+"""Cross-round page: per round what it inherited, fixed, swept and won; the final configuration."""
 
 from pathlib import Path
 
@@ -11,4 +11,7 @@ build_index(
     rounds=dict(zip(rounds, map(Path, snakemake.input.reports), strict=True)),
     winners=dict(zip(rounds, map(Path, snakemake.input.winners), strict=True)),
     out_html=Path(snakemake.output[0]),
+    configs=dict(zip(rounds, snakemake.params.configs, strict=True)),
+    rankings=dict(zip(rounds, map(Path, snakemake.input.rankings), strict=True)),
+    defaults=snakemake.params.defaults,
 )
