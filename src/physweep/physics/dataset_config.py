@@ -6,45 +6,56 @@ The generator and the meaning of every field: :mod:`physweep.physics.dataset`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 U_REF = 1.0  # m/s that maps to U_LAT_REF
-U_LAT_REF = 0.1  # lattice velocity of U_REF (Mach 0.17 at the centreline maximum)
+U_LAT_REF = 0.04  # lattice velocity of U_REF (max |u| / c_s <= 0.2 with the obstacles, measured)
 ID_SHAPES = ("circle", "square", "ellipse")
 SPLITS = ("train", "test", "ood")
+#: Regime labels, the ``regime_names`` of every file in this order (measured per trajectory, see
+#: physweep.physics.dataset.classify; a label may be absent from a dataset).
+REGIME_LABELS = ("steady", "transient", "periodic", "irregular")
 
 
 def _default_regimes() -> dict[str, list[float]]:
-    return {"steady": [10.0, 40.0], "periodic": [80.0, 110.0], "irregular": [130.0, 170.0]}
+    # every single obstacle sheds; Re 10-40 (steady) is dropped, see physweep.physics.dataset
+    return {"shedding": [100.0, 170.0]}
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str = "channel_demo"  # directory / label of the dataset
-    ny: int = 32  # stored rows: 32 keeps the demo within 90 s on 2 CPU cores
+    ny: int = 32  # stored rows (the demo generates in ~80-95 s on 2 CPU cores)
     nx: int = 64  # stored columns: channel length 2 H, room for a wake behind the obstacles
-    refine: int = 1  # solver lattice = refine x stored grid (block-averaged); 1 for the CPU demo
-    n_train: int = 24  # enough trajectories for the demo to train on all three regimes
-    n_test: int = 6  # two per regime, new in-distribution geometries
+    refine: float = 2  # solver lattice = refine x stored grid (64 x 128): St within 3 % of 4x
+    n_train: int = 24  # training trajectories
+    n_test: int = 6  # new in-distribution geometries
     n_ood: int = 6  # unseen geometries (triangles, three obstacles)
-    n_snapshots: int = 40  # ~3 shedding periods at the stored cadence
-    snapshot_every: int = 30  # solver steps between snapshots (~14 per shedding period)
-    spinup_steps: int = 3500  # ~4 flow-throughs: shedding established (with the kick)
-    regimes: dict[str, list[float]] = field(default_factory=_default_regimes)  # label -> Re range
+    n_snapshots: int = 56  # after the spin-up: ~4 shedding periods (median 13 snapshots each)
+    snapshot_every: int = 160  # solver steps between snapshots (periods 11-21 snapshots)
+    spinup_steps: int = 14000  # ~2.8 flow-throughs: ramp, kick, shedding saturated
+    # Re bands: name -> [Re_min, Re_max], drawn evenly; the stored regime label is measured
+    regimes: dict[str, list[float]] = field(default_factory=_default_regimes)
     seed: int = 0  # all geometry/regime/inflow draws derive from it
     device: str = "auto"  # "auto" -> cuda if available else cpu
     height_m: float = 0.41  # physical channel height (Schäfer–Turek)
     u_mean_range: tuple[float, float] = (0.6, 0.8)  # mean inflow speed draw, m/s
-    blockage_range: tuple[float, float] = (0.25, 0.35)  # obstacle size D / H draw
+    blockage_range: tuple[float, float] = (0.25, 0.35)  # cross-stream extent D / H draw
     max_blockage: float = 0.4  # max fraction of any column covered by obstacles (stacked ones)
-    tau_min: float = 0.512  # smallest BGK relaxation time allowed (stability on coarse lattices)
-    u_lat_max: float = 0.09  # largest lattice mean inflow (Mach 0.23 at the centreline)
-    kick: float = 0.1  # transverse kick amplitude relative to u_mean (shortens spin-up)
+    tau_min: float = 0.502  # smallest BGK relaxation time allowed (stable at Mach <= 0.2)
+    u_lat_max: float = 0.032  # largest lattice mean inflow (local max |u| reaches ~3.4 U)
+    ramp_steps: int = 600  # sin^2 inflow ramp from rest (solver steps, <= spin-up); 0: impulsive
+    kick: float = 0.3  # transverse kick relative to u_mean after the ramp (shortens spin-up)
     sponge: int = 0  # outlet sponge columns (stored grid); 0 = off (the outlet absorbs already)
     incompressible: bool = True  # He-Luo equilibrium: stored u = momentum, steady flux exact
     outlet: str = "characteristic"  # non-reflecting outlet: no quarter-wave acoustic resonance
-    batch_size: int = 6  # trajectories per solver batch; small ones stay in CPU cache (6: 32 s)
-    dtype: str = "float64"  # solver precision (float32 drifts mass); stored as float32
-    compile: bool = False  # torch.compile the solver step (cold compile ~20 s on CPU)
+    batch_size: int = 6  # trajectories per solver batch (compiled float32: ~70 / 85 MLUPS on 1 / 2 cores)
+    dtype: str = "float32"  # solver precision; float64 changes the fields by < 0.4 % rms here
+    compile: bool = True  # torch.compile the solver step (cold compile ~15 s; eager fallback)
+    obstacle_boundary: str = "curved"  # "curved" (Bouzidi, exact shapes) or "staircase"
+    mach_limit: float = 0.2  # warn when a trajectory's max |u| / c_s exceeds it
+    min_amplitude: float = 0.05  # re-draw trajectories whose wake std(v) / U stays below it
+    max_redraws: int = 2  # re-draw rounds per split (then keep, with a warning)
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -54,6 +65,11 @@ class DatasetConfig:
             bad(f"grid {self.ny}x{self.nx} too small (need ny >= 8, nx >= 16)")
         if self.refine < 1:
             bad(f"refine must be >= 1, got {self.refine}")
+        fr = Fraction(self.refine).limit_denominator(8)
+        if (abs(float(fr) - self.refine) > 1e-9 or (self.ny * fr).denominator != 1
+                or (self.nx * fr).denominator != 1):
+            bad(f"refine {self.refine} must be p/q (q <= 8) with ny * refine and nx * refine "
+                "whole numbers")
         for k in ("n_train", "n_test", "n_ood"):
             if getattr(self, k) < 0:
                 bad(f"{k} must be >= 0")
@@ -61,6 +77,8 @@ class DatasetConfig:
             bad("at least one trajectory needed")
         if self.n_snapshots < 1 or self.snapshot_every < 1 or self.spinup_steps < 0:
             bad("n_snapshots, snapshot_every must be >= 1 and spinup_steps >= 0")
+        if self.ramp_steps < 0:
+            bad(f"ramp_steps must be >= 0, got {self.ramp_steps}")
         if len(self.regimes) < 1:
             bad("regimes must not be empty")
         for k, v in self.regimes.items():
@@ -76,6 +94,11 @@ class DatasetConfig:
             bad(f"u_mean_range {self.u_mean_range} invalid")
         if self.outlet not in ("fixed", "characteristic"):
             bad(f"outlet must be 'fixed' or 'characteristic', got {self.outlet!r}")
+        if self.obstacle_boundary not in ("curved", "staircase"):
+            bad(f"obstacle_boundary must be 'curved' or 'staircase', got "
+                f"{self.obstacle_boundary!r}")
+        if self.min_amplitude < 0 or self.max_redraws < 0:
+            bad("min_amplitude and max_redraws must be >= 0")
         if self.tau_min <= 0.5 or self.batch_size < 1:
             bad("tau_min must be > 0.5 and batch_size >= 1")
 
@@ -101,10 +124,10 @@ class DatasetConfig:
 def full_config() -> DatasetConfig:
     """Full (GPU-scale) preset: 128 x 256 stored, solver at 256 x 512, 4000/500/500 trajectories.
 
-    Steps scale with the lattice (8x the demo's 32 rows): spin-up and snapshot cadence cover the
-    same physical time per snapshot as the demo times 8 / 8 = 1, i.e. dt is identical.  About 5e13
-    lattice updates: hours on one H100 with ``compile=True``; not meant for CPUs.
+    The lattice is 4x the demo's 64 rows with the same lattice velocities (acoustic scaling), so
+    every step count is 4x the demo's and dt, the spin-up and the ramp cover the same physical
+    times.  About 8e13 lattice updates: hours on one H100 with ``compile=True``; not for CPUs.
     """
     return DatasetConfig(name="channel_full", ny=128, nx=256, refine=2, n_train=4000, n_test=500,
-                         n_ood=500, n_snapshots=100, snapshot_every=240, spinup_steps=28000,
-                         batch_size=64, compile=True, tau_min=0.505)
+                         n_ood=500, n_snapshots=100, snapshot_every=640, spinup_steps=56000,
+                         ramp_steps=2400, batch_size=64, compile=True)

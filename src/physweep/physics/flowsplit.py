@@ -26,6 +26,8 @@ class FlowSplit:
     dt : time between stored snapshots in s.
     dx : grid spacing in m (dx = dy).
     attrs : free-form metadata read from the file (solver settings, seeds, provenance).
+    strouhal : optional (N,) float32 measured Strouhal number f D / u_mean (NaN: no oscillation).
+    amplitude : optional (N,) float32 measured wake fluctuation std(v) / u_mean.
     """
 
     fields: torch.Tensor
@@ -39,6 +41,8 @@ class FlowSplit:
     dt: float
     dx: float
     attrs: dict = field(default_factory=dict)
+    strouhal: torch.Tensor | None = None
+    amplitude: torch.Tensor | None = None
 
     @property
     def n_traj(self) -> int:

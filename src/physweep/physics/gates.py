@@ -54,13 +54,14 @@ def grid_info(split: FlowSplit) -> GridInfo:
 
 
 def default_thresholds() -> dict[str, float]:
-    """Pass thresholds, about twice the worst ground truth.
+    """Pass thresholds, at least about twice the worst ground truth.
 
-    Ground truth of the demo data (36 trajectories, max over all) reads mass_flux 0.061,
-    divergence 0.066, no_slip 0.105 (the wall extrapolation dominates), inflow 0.009 (v at the
-    inlet is not imposed by the solver), stability 1.08; the 24-row test data reach no_slip 0.11.
+    Ground truth of the demo data (36 trajectories, max over all; the Mach <= 0.2 generator of
+    issue #11) reads mass_flux 0.041, divergence 0.029, no_slip 0.160 (the wall extrapolation
+    dominates), inflow 0.0042, stability 1.066; the 24-row test data reach no_slip 0.11.
+    (The earlier generator read 0.061, 0.066, 0.105, 0.009, 1.08.)
     """
-    return {"mass_flux": 0.12, "divergence": 0.15, "no_slip": 0.2, "inflow": 0.03,
+    return {"mass_flux": 0.12, "divergence": 0.15, "no_slip": 0.32, "inflow": 0.03,
             "stability": 2.0}
 
 

@@ -52,6 +52,8 @@ Method
   lattice units.
 * Precision: default float64 (float32 drifts the mass by ~1e-4 per 10k steps).
 * ``compile=True`` wraps the step in ``torch.compile`` (off by default; eager works everywhere).
+  The curved-link arrays are marked dynamic, so geometries with different link counts share one
+  graph; if compiling fails (e.g. no C++ toolchain) the solver warns and steps eagerly.
 
 x-boundary modes: ``"open"`` (inlet/outlet as above), ``"periodic"`` (e.g. body-force driven
 Poiseuille flow), ``"wall"`` (closed box: bounce-back on all four sides).
@@ -60,6 +62,7 @@ Poiseuille flow), ``"wall"`` (closed box: bounce-back on all four sides).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -70,6 +73,7 @@ W = (4 / 9, 1 / 9, 1 / 9, 1 / 9, 1 / 9, 1 / 36, 1 / 36, 1 / 36, 1 / 36)
 OPP = (0, 3, 4, 1, 2, 7, 8, 5, 6)
 CS2 = 1.0 / 3.0
 X_MODES = ("open", "periodic", "wall")
+_COMPILE_FAILED = False  # set when torch.compile of the step failed once in this process
 
 
 def tau_from_nu(nu: float | Tensor) -> float | Tensor:
@@ -327,7 +331,7 @@ class LBMSolver:
             inflow = inflow.to(device=device, dtype=dtype)
             if inflow.dim() == 1:
                 inflow = inflow.unsqueeze(0).expand(b, ny)
-            inflow = inflow.contiguous()
+            inflow = inflow.contiguous().clone()  # own copy: set_inflow writes into it
         self.inflow = inflow
         ex = torch.tensor([e[0] for e in E], dtype=dtype, device=device).view(1, 9, 1, 1)
         ey = torch.tensor([e[1] for e in E], dtype=dtype, device=device).view(1, 9, 1, 1)
@@ -357,8 +361,12 @@ class LBMSolver:
             self._setup_curved(c, wall_q, bb_obs)
         self.consts = c
         self._step_fn: Callable = _step
-        if compile:
+        if compile and not _COMPILE_FAILED:
             self._step_fn = torch.compile(_step, dynamic=False)
+            if self.curved:  # the link count differs between geometries: one graph for all
+                for k in ("bz_dst", "bz_src_opp", "bz_src_nb", "bz_src_k", "bz_a", "bz_b",
+                          "bz_c"):
+                    torch._dynamo.mark_dynamic(c[k], 0)
         self.time = 0
         self.f = self.equilibrium(torch.ones(b, ny, nx, dtype=dtype, device=device),
                                   torch.zeros(b, ny, nx, dtype=dtype, device=device),
@@ -453,12 +461,35 @@ class LBMSolver:
         self.f = self.equilibrium(rho, ux, uy).contiguous()
         self.time = 0
 
+    def _compile_failed(self, exc: Exception) -> None:
+        global _COMPILE_FAILED
+        warnings.warn(f"torch.compile of the LBM step failed ({type(exc).__name__}: "
+                      f"{str(exc)[:200]}); continuing eagerly", stacklevel=3)
+        _COMPILE_FAILED = True  # later solvers do not try again
+        self._step_fn = _step
+
+    def set_inflow(self, inflow: Tensor) -> None:
+        """Replace the inlet profile in place ((B, NY) or (NY,), lattice units), e.g. for a
+        start-up ramp; the next :meth:`step` (compiled or not) imposes the new values."""
+        if self.inflow is None:
+            raise ValueError("set_inflow needs a solver built with an inflow profile")
+        self.inflow.copy_(torch.as_tensor(inflow, dtype=self.dtype, device=self.device)
+                          .expand_as(self.inflow))
+
     def step(self, n: int = 1, *, track_force: bool = False) -> Tensor | None:
         """Advance ``n`` steps.  With ``track_force`` return obstacle forces (n, B, 2)."""
         forces = [] if track_force else None
         for _ in range(n):
-            self.f, post = self._step_fn(self.f, self.consts, self.x_mode, self.forced,
-                                         track_force, self.incomp, self.char_outlet)
+            args = (self.f, self.consts, self.x_mode, self.forced, track_force, self.incomp,
+                    self.char_outlet)
+            if self._step_fn is _step:
+                self.f, post = _step(*args)
+            else:
+                try:
+                    self.f, post = self._step_fn(*args)
+                except Exception as exc:  # e.g. no C++ toolchain for inductor: step eagerly
+                    self._compile_failed(exc)
+                    self.f, post = _step(*args)
             if track_force:
                 forces.append(self._force_from_post(post))
             self.time += 1
