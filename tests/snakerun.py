@@ -50,7 +50,8 @@ def tiny_preset() -> dict:
     preset = yaml.safe_load((ROOT / "config" / "presets" / "demo.yaml").read_text())
     preset["sizes"]["budget_steps"] = {"scale": 0.0015, "multiple": 1}  # 20000 -> 30 steps
     preset["data"] = {"name": "channel_tiny", "n_train": 6, "n_test": 2, "n_ood": 2,
-                      "n_snapshots": 12, "spinup_steps": 1500, "batch_size": 10}
+                      "n_snapshots": 12, "spinup_steps": 1500, "batch_size": 10,
+                      "refine": 1, "compile": False}  # coarse and eager: seconds, not 20 s
     preset["train"]["points_per_sample"] = 128
     preset["sizes"]["batch_tokens"] = {"scale": 0.0078125, "multiple": 128}  # 512 = 4 x 128
     for suite in preset["eval"].values():
