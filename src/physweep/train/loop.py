@@ -19,7 +19,8 @@ Loss of one sample (fields normalised by per-channel training statistics; all te
 * L_rollout: latent rollout z_0 = E(x_t0), z_s = A(z_{s-1}), decoded at every grid cell (fluid
   and solid) for s = 1 … h and compared with x_{t0+s}; channel c weighted by the inverse
   variance of its one-step change (``change_weights``), so u, v and p count alike.
-  The prediction at lead s is x_t0 + D(z_s) − D(z_0) (``Surrogate.predict``).
+  The prediction at lead s is x_t0 + decode_change(z_s, context of the start state)
+  (``Surrogate.predict``).
 * L_id (``inverse_decode``, UPT's "decoder inverts the encoder"): ‖D(E(x_t0)) − x_t0‖² at the
   input points -- an absolute reconstruction, so only an encoder that carries the state can
   lower it (before, it compared anchored outputs and rewarded a decoder that outputs nothing).
@@ -169,10 +170,10 @@ def change_weights(split: FlowSplit, std: torch.Tensor) -> torch.Tensor:
     """Per-channel weights of the rollout loss: 1 / var(one-step change), normalised to mean 1.
 
     In fields normalised by their own std the velocity component v changes 2-3× as much per
-    snapshot as u and p (demo data: 0.39 vs 0.17 and 0.14 std), so a plain MSE is mostly v and
-    a model learned next to nothing about u and p (the nRMSE averages the three channels).
-    Weighting each channel by the inverse variance of its change gives every channel's dynamics
-    the same weight (demo: u 1.11, v 0.21, p 1.67).
+    snapshot as u and p (the issue-#11-era demo data: 0.39 vs 0.17 and 0.14 std), so a plain
+    MSE is mostly v, while the nRMSE averages the three channels. Weighting each channel by the
+    inverse variance of its change gives every channel's dynamics the same weight (there:
+    u 1.11, v 0.21, p 1.67).
     """
     f = split.fields.double() / std.double().view(1, 1, -1, 1, 1)  # (N, T, C, H, W)
     d = f[:, 1:] - f[:, :-1]
