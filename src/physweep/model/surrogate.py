@@ -311,7 +311,7 @@ def locality_bias(a: torch.Tensor, b: torch.Tensor, spacing: torch.Tensor) -> to
 class Encoder(nn.Module):
     """Point set -> L latent tokens.
 
-    Why the tokens are anchored (what was wrong before, docs/architecture.md "Surrogate"): with
+    Why the tokens are anchored (docs/architecture.md, "What was wrong before"): with
     free learned queries at 0.02 scale the perceiver pooling attended almost uniformly, every
     token became the same global average of the supernodes, and training drove the latent's
     dependence on the input to zero (its across-state variance share fell from 0.017 to 4.5e-8).
