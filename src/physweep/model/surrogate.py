@@ -445,20 +445,16 @@ class Decoder(nn.Module):
         return self.change_head(q) if context is not None else self.state_head(q)  # (B, Q, C)
 
 
-class Surrogate(nn.Module):
-    def __init__(self, cfg: SurrogateConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.approximator = Approximator(cfg)
-        self.decoder = Decoder(cfg)
-        c = cfg.in_channels
-        self.register_buffer("field_mean", torch.zeros(c))
-        self.register_buffer("field_std", torch.ones(c))
+class FieldUnits(nn.Module):
+    """Dataset statistics in buffers (travel in the state dict): per-channel field mean/std and
+    the domain corners; shared by the surrogate and the reference U-Net."""
+
+    def register_units(self, channels: int) -> None:
+        self.register_buffer("field_mean", torch.zeros(channels))
+        self.register_buffer("field_std", torch.ones(channels))
         self.register_buffer("pos_lo", torch.zeros(2))
         self.register_buffer("pos_hi", torch.ones(2))
 
-    # --- units ---------------------------------------------------------------------------------
     def set_statistics(self, mean, std, pos_lo, pos_hi) -> None:
         """Store dataset statistics (per-channel mean/std, domain corners) in the buffers."""
         with torch.no_grad():
@@ -477,6 +473,17 @@ class Surrogate(nn.Module):
         shape[dim] = -1
         return values * self.field_std.view(shape) + self.field_mean.view(shape)
 
+
+class Surrogate(FieldUnits):
+    def __init__(self, cfg: SurrogateConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.approximator = Approximator(cfg)
+        self.decoder = Decoder(cfg)
+        self.register_units(cfg.in_channels)
+
+    # --- units ---------------------------------------------------------------------------------
     def unit_positions(self, pos: torch.Tensor) -> torch.Tensor:
         return (pos - self.pos_lo) / (self.pos_hi - self.pos_lo)
 

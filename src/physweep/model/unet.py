@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from physweep.model.surrogate import FieldUnits
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -50,7 +52,7 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.GELU())
 
 
-class UNet(nn.Module):
+class UNet(FieldUnits):
     def __init__(self, cfg: UNetConfig):
         super().__init__()
         self.cfg = cfg
@@ -68,28 +70,7 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(widths[0], c, 1)
         nn.init.zeros_(self.out.weight)  # starts as persistence; the out conv's input is
         nn.init.zeros_(self.out.bias)  # non-zero, so its gradient is not blocked
-        self.register_buffer("field_mean", torch.zeros(c))
-        self.register_buffer("field_std", torch.ones(c))
-        self.register_buffer("pos_lo", torch.zeros(2))
-        self.register_buffer("pos_hi", torch.ones(2))
-
-    # --- units (the same contract as the surrogate) --------------------------------------------
-    def set_statistics(self, mean, std, pos_lo, pos_hi) -> None:
-        with torch.no_grad():
-            self.field_mean.copy_(torch.as_tensor(mean))
-            self.field_std.copy_(torch.as_tensor(std))
-            self.pos_lo.copy_(torch.as_tensor(pos_lo))
-            self.pos_hi.copy_(torch.as_tensor(pos_hi))
-
-    def normalize(self, values: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        shape = [1] * values.ndim
-        shape[dim] = -1
-        return (values - self.field_mean.view(shape)) / self.field_std.view(shape)
-
-    def denormalize(self, values: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        shape = [1] * values.ndim
-        shape[dim] = -1
-        return values * self.field_std.view(shape) + self.field_mean.view(shape)
+        self.register_units(c)
 
     # --- the model -----------------------------------------------------------------------------
     def step(self, state: torch.Tensor, mask: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
