@@ -33,7 +33,7 @@ def test_dry_run_lists_the_planned_runs(tmp_path, workflow, round_name):
 def test_slurm_profile_requests_one_gpu_per_training_and_eval_job(tmp_path):
     # `snakemake --profile slurm round_c` from the repository root resolves ./slurm
     assert (ROOT / "slurm" / "config.yaml").exists()
-    out = snakemake("--profile", "slurm", "-n", "round_c", cwd=ROOT).stdout
+    out = snakemake("--profile", "slurm", "-n", "--forceall", "round_c", cwd=ROOT).stdout
     for rule in ("train_probe", "eval_probe"):
         jobs = jobs_of(out, rule)
         assert jobs and all(j.get("gpu") == "1" for j in jobs), rule
