@@ -18,11 +18,13 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from physweep.configs import to_dict
 from physweep.model.corrector import CorrectorConfig
-from physweep.model.surrogate import preset_model_config
 from physweep.physics.dataset import DatasetConfig, generate_dataset, load_split
+from physweep.plan.config import REPO_ROOT, load_workflow_config
+from physweep.plan.spec import preset_model
 from physweep.train.loop import TrainConfig, Trainer
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "results" / "data" / "channel_demo"
@@ -49,7 +51,10 @@ def main() -> None:
     train = TrainConfig(batch_tokens=4 * pts, points_per_sample=pts, micro_batch=2,
                         budget_tokens=4 * pts * 10 * args.steps, max_horizon=2,
                         curriculum_stages=1, log_every=10**9, device="cpu", threads=args.threads)
-    spec = {"run": "bench", "model": to_dict(preset_model_config(args.preset)),
+    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    config["preset"] = args.preset
+    model = preset_model(load_workflow_config(config, REPO_ROOT))  # the preset's baseline
+    spec = {"run": "bench", "model": model,
             "corrector": to_dict(CorrectorConfig()), "train": to_dict(train)}
     trainer = Trainer(spec, split)
     h = trainer.horizon()

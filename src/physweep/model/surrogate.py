@@ -1,7 +1,8 @@
 """UPT-style neural surrogate: point-set encoder -> latent approximator -> query decoder.
 
-Read top to bottom: building blocks, then the config, then the model, then presets and
-checkpoint helpers. Reference: Universal Physics Transformers (Alkin et al., NeurIPS 2024,
+Read top to bottom: building blocks, then the config, then the model, then checkpoint
+helpers. Sizes come from the presets (config/presets/; ``physweep.plan.spec.preset_model``
+gives a preset's baseline config). Reference: Universal Physics Transformers (Alkin et al., NeurIPS 2024,
 arXiv 2402.12365).
 
 Data flow (B batch, N input points, S supernodes, L latent tokens, Q query points, D model dim):
@@ -47,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from physweep.configs import from_dict, to_dict
+from physweep.configs import from_dict
 from physweep.io import atomic_path
 
 # Number of input points that send a message to each supernode (UPT uses a radius graph; a kNN
@@ -637,25 +638,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Presets
-# ----------------------------------------------------------------------------------------------
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # small enough to train a few hundred steps on 2 CPU cores in minutes
-    "demo": dict(model_dim=64, depth=4, heads=4, latent_tokens=32, window_size=8, supernodes=64),
-    # the playbook's nominal sizes (one GPU)
-    "full": dict(model_dim=384, depth=24, heads=6, latent_tokens=512, window_size=12,
-                 supernodes=1024),
-}
-
-
-def preset_model_config(name: str, **overrides: Any) -> SurrogateConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
-    return SurrogateConfig(**{**PRESETS[name], **overrides})
-
-
-# ----------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
 
@@ -668,10 +650,6 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return torch.load(Path(path), map_location="cpu", weights_only=True)
-
-
-def config_dict(cfg: SurrogateConfig) -> dict[str, Any]:
-    return to_dict(cfg)
 
 
 def load_model(path: str | os.PathLike[str], ckpt: dict | None = None

@@ -67,6 +67,27 @@ def resolve_nominal(tpl: dict[str, Any], winners: dict[str, dict[str, Any]]) -> 
     return out
 
 
+def model_section(preset: dict[str, Any], nominal: dict[str, Any], preset_file: str,
+                  run: str = "baseline") -> dict[str, Any]:
+    """The run spec's ``model`` section (SurrogateConfig fields): the nominal model knobs mapped
+    to the preset's effective sizes, plus the preset's fixed ``model`` settings."""
+    model = {k: effective_size(preset, k, nominal[k], preset_file) if k in K.SIZE_KNOBS
+             else nominal[k] for k in MODEL_KNOBS}
+    model.update(preset["model"])
+    if model["model_dim"] % model["heads"]:
+        raise ConfigError(preset_file, "model.heads", f"{model['heads']} heads do not divide "
+                          f"model_dim {model['model_dim']} (run {run})",
+                          "a divisor of every effective model_dim")
+    return model
+
+
+def preset_model(wcfg: WorkflowConfig, **nominal: Any) -> dict[str, Any]:
+    """The surrogate's config (SurrogateConfig fields) at the active preset for the default
+    knobs (config ``knobs``), with ``nominal`` knob overrides: what a baseline run trains."""
+    knobs = {**wcfg.config["knobs"], **nominal}
+    return model_section(wcfg.preset, knobs, str(wcfg.preset_file))
+
+
 def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = None
                ) -> dict[str, Any]:
     """Resolve a template into the run spec of docs/architecture.md."""
@@ -79,12 +100,7 @@ def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = 
     budget_steps = effective_size(preset, "budget_steps", tpl["budget_steps"], pfile)
     lr = effective_lr(preset, nominal["lr"], batch, ref_batch)  # linear in batch_tokens
 
-    model = {k: eff[k] for k in MODEL_KNOBS}
-    model.update(preset["model"])
-    if model["model_dim"] % model["heads"]:
-        raise ConfigError(pfile, "model.heads", f"{model['heads']} heads do not divide "
-                          f"model_dim {model['model_dim']} (run {tpl['run']})",
-                          "a divisor of every effective model_dim")
+    model = model_section(preset, nominal, pfile, tpl["run"])
     corrector = {k: eff[k] for k in CORRECTOR_KNOBS}
     corrector.update(preset["corrector"])
     train = {k: eff[k] for k in TRAIN_KNOBS}
