@@ -177,6 +177,9 @@ def test_preset_parameter_counts(name):
     print(f"\npreset {name}: {n:,} parameters")
     assert n > 0
     assert n == PARAMETER_COUNTS[name]
+    readme = (REPO_ROOT / "README.md").read_text()
+    stated = f"{n:,}-parameter" if name == "demo" else f"{n / 1e6:.1f} M parameters"
+    assert stated in readme, f"README.md should state the {name} preset's size as {stated!r}"
 
 
 def test_full_preset_sizes():
