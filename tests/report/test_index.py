@@ -70,7 +70,7 @@ def _ranking(path: Path, name: str, score: float, baselines: bool = True) -> Non
         {"run": "baseline", "block": "baseline", "status": "ok", "winner": False,
          "score": score + 0.05, "nrmse": 0.45, "compute_fraction": 1.0, "train_steps": 100},
         {"run": f"{name}_win", "block": "b", "status": "ok", "winner": True, "score": score,
-         "nrmse": 0.40, "compute_fraction": 1.0, "train_steps": 100},
+         "full_score": score + 0.02, "nrmse": 0.40, "compute_fraction": 1.0, "train_steps": 100},
         {"run": f"{name}_stop", "block": "b", "status": "early_stopped", "winner": False,
          "score": score + 0.1, "nrmse": 0.5, "compute_fraction": 0.35, "train_steps": 35},
         {"run": f"{name}_div", "block": "b", "status": "diverged", "winner": False,
@@ -203,11 +203,13 @@ def test_summary_scores_baselines_and_compute(tmp_path):
     html = build_index(out_html=tmp_path / "report.html", **kw).read_text()
     m = re.search(r'<table class="idx" id="rounds">(.*?)</table>', html, re.S)
     head, *rows = _rows(m.group(1))
-    assert head == ["round", "objective", "winner", "score", "nRMSE", "persistence nRMSE",
-                    "reference nRMSE", "training compute used", "saved by early stopping"]
+    assert head == ["round", "objective", "winner", "score", "full-eval score", "nRMSE",
+                    "persistence nRMSE", "reference nRMSE", "training compute used",
+                    "saved by early stopping"]
     rows = {r[0]: dict(zip(head, r, strict=True)) for r in rows}
     b = rows["round_b"]
     assert (b["objective"], b["winner"], b["score"]) == ("ece", "round_b_win", "0.31")
+    assert b["full-eval score"] == "0.33"
     assert (b["nRMSE"], b["persistence nRMSE"], b["reference nRMSE"]) == ("0.4", "0.405", "0.39")
     # older ranking.csv without the baseline columns
     assert rows["round_a"]["persistence nRMSE"] == "—" == rows["round_a"]["reference nRMSE"]

@@ -45,7 +45,9 @@ def _ranking(energy: bool) -> pd.DataFrame:
             "gate.mass.pass": None if diverged else run != "lr~4.5e-4",
             "train_steps": 40 if status in ("early_stopped", "diverged") else 100,
             "compute_fraction": 0.4 if status in ("early_stopped", "diverged") else 1.0,
-            "eval_suite": "full" if prom else "small",
+            "full_rank": 1 if win and prom else (2 if prom else pd.NA),
+            "full_score": err * 1.1 if prom else nan, "full_nrmse": err * 1.1 if prom else nan,
+            "full_gates_pass": (run != "lr~4.5e-4") if prom else pd.NA,
         })
     return pd.DataFrame(out)
 

@@ -114,6 +114,24 @@ def test_block_winner_and_rank(tmp_path):
     assert list(df["run"][:2]) == ["good", "baseline"]
 
 
+def test_ranking_compares_small_evals_and_the_full_eval_picks_among_the_promoted(tmp_path):
+    # promoted "a" and "b" were the small-eval top 2; their full evals (a harder suite) score
+    # worse than "c"'s small eval: c must not be ranked below them for that, and the winner is
+    # decided by the full eval among the promoted (b beats a there)
+    runs = _runs(tmp_path, {"a": (0.30, True, "continue"), "b": (0.32, True, "continue"),
+                            "c": (0.34, True, "continue")})
+    full = {"a": write_eval(tmp_path / "a_full.nc", 0.45),
+            "b": write_eval(tmp_path / "b_full.nc", 0.41)}
+    df, winners = rank(runs, full, "nrmse", "r", ["lr"])
+    rows = df.set_index("run")
+    assert list(df["run"]) == ["a", "b", "c"]  # by small-eval score, promoted or not
+    assert list(rows["score"]) == pytest.approx([0.30, 0.32, 0.34])
+    assert rows.at["b", "full_rank"] == 1 and rows.at["a", "full_rank"] == 2
+    assert rows.at["b", "full_score"] == pytest.approx(0.41)
+    assert rows.at["c", "full_rank"] is pd_na() and math.isnan(rows.at["c", "full_score"])
+    assert winners["winners"] == ["b"] and "full-eval" in winners["reason"]
+
+
 def pd_na():
     import pandas as pd
 

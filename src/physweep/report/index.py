@@ -314,9 +314,10 @@ def _link(r: _Round, base: Path) -> str:
 
 
 def _summary_table(rounds: list[_Round], base: Path) -> str:
-    headers = ["round", "objective", "winner", "score", "nRMSE", "persistence nRMSE",
-               "reference nRMSE", "training compute used", "saved by early stopping"]
-    num = {3, 4, 5, 6}
+    headers = ["round", "objective", "winner", "score", "full-eval score", "nRMSE",
+               "persistence nRMSE", "reference nRMSE", "training compute used",
+               "saved by early stopping"]
+    num = {3, 4, 5, 6, 7}
     head = "".join(f'<th{" class=num" if i in num else ""}>{esc(h)}</th>'
                    for i, h in enumerate(headers))
     body = []
@@ -329,7 +330,7 @@ def _summary_table(rounds: list[_Round], base: Path) -> str:
             _link(r, base),
             esc(objective) + (f' <span class="muted">({esc(unit)})</span>' if unit else ""),
             ", ".join(_code(w) for w in r.winner_names) or esc(r.problem or MISSING),
-            score, _metric(r, "nrmse"), _metric(r, "nrmse_persistence"),
+            score, _metric(r, "full_score"), _metric(r, "nrmse"), _metric(r, "nrmse_persistence"),
             _metric(r, "nrmse_reference"), esc(used), esc(saved),
         ]
         cls = {**{i: "num" for i in num}, 0: "name", 1: "name"}
@@ -496,10 +497,11 @@ def build_index(
     body = [
         "<h1>physweep: rounds</h1>",
         '<p class="muted">Knob values are nominal (the playbook\'s sizes; the preset maps them '
-        "to effective sizes). Score: the round's objective for its winner (lower is better), "
-        "on the full eval when the winner was promoted; nRMSE beside the persistence baseline "
-        "and the reference model on the same samples. Compute in run budgets: one run trained "
-        "to the end = 1.</p>",
+        "to effective sizes). Score: the round's objective for its winner (lower is better) on "
+        "the small eval, which ranks every run of a round; full-eval score: the same on the "
+        "full eval, which picks the winner among the promoted runs; nRMSE (small eval) beside "
+        "the persistence baseline and the reference model on the same samples. Compute in run "
+        "budgets: one run trained to the end = 1.</p>",
     ]
     if order:
         body.append(_summary_table(order, base))

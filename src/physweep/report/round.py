@@ -48,7 +48,15 @@ BASELINE_VARS = {"persistence": "nrmse_persistence", "linear": "nrmse_linear",
                  "reference": "nrmse_reference"}
 SUITE_ORDER = {"small": 0, "full": 1}
 SPLIT_ORDER = {"test": 0, "ood": 1}
-BOOL_COLUMNS = ("promoted", "winner", "gates_pass")
+BOOL_COLUMNS = ("promoted", "winner", "gates_pass", "full_gates_pass")
+RANK_RULE = ("Rank and score: the small eval, which every run has on the same samples "
+             "(early-stopped runs at their probe point, after the runs trained to the end). "
+             "The top runs by small eval are promoted; the full eval decides the winner among "
+             "them (full-eval rank).")
+#: full-eval columns of the ranking (promoted runs): column -> label
+FULL_COLUMNS = {"full_rank": "full-eval rank", "full_score": "full-eval score",
+                "full_nrmse": "full-eval nRMSE", "full_skill": "full-eval skill",
+                "full_gates_pass": "full-eval gates pass"}
 DECISION_FIELDS = ("decision", "improvement", "sigma", "sigma_factor", "sigma_method",
                    "baseline_mean", "run_score", "probe_fraction", "saved_fraction")
 
@@ -84,7 +92,9 @@ def load_ranking(path: str | os.PathLike[str]) -> pd.DataFrame:
     for col in df.columns:
         if col in BOOL_COLUMNS or (col.startswith("gate.") and col.endswith(".pass")):
             df[col] = pd.Series([_to_bool(v) for v in df[col]], index=df.index, dtype=object)
-    for col in METRICS + HIDDEN_METRICS + ["score", "compute_fraction", "train_steps", "rank"]:
+    numeric = [c for c in df.columns if c.startswith("full_") and c != "full_gates_pass"]
+    for col in METRICS + HIDDEN_METRICS + numeric + ["score", "compute_fraction", "train_steps",
+                                                     "rank"]:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     if "skill" not in df.columns and {"nrmse", "nrmse_persistence"} <= set(df.columns):
@@ -322,7 +332,9 @@ def _ranking_rows(df: pd.DataFrame, knobs: list[str], gates: list[str], extra: l
     headers += (["objective"] if show_objective else []) + ["score"]
     headers += [METRIC_LABELS[m] for m in metrics]
     headers += ["gates pass"] + [f"gate {g}" for g in gates]
-    headers += ["train steps", "compute %", "eval suite"] + extra
+    full_cols = [c for c in FULL_COLUMNS if c in df.columns]
+    headers += [FULL_COLUMNS[c] for c in full_cols]
+    headers += ["train steps", "compute %"] + extra
     rows = []
     for _, r in df.iterrows():
         run = str(r.get("run"))
@@ -363,12 +375,20 @@ def _ranking_rows(df: pd.DataFrame, knobs: list[str], gates: list[str], extra: l
             text = fmt(val, "") + (" ✓" if ok is True else " ✗ fail" if ok is False else "")
             cells.append(cell(val if math.isfinite(val) else None, text=text.strip(),
                               cls={True: "pass", False: "fail"}.get(ok, "")))
+        for c in full_cols:  # promoted runs only
+            v = r.get(c)
+            if c == "full_gates_pass":
+                cells.append(cell(v, text=fmt(v, "—"),
+                                  cls={True: "pass", False: "fail"}.get(v, "nm")))
+            else:
+                v = _num(v)
+                cells.append(cell(v if math.isfinite(v) else None,
+                                  text=fmt(v) if math.isfinite(v) else "—"))
         steps = _num(r.get("train_steps"))
         cells.append(cell(steps, text=fmt(int(steps)) if math.isfinite(steps) else NOT_MEASURED))
         frac = _num(r.get("compute_fraction"))
         cells.append(cell(frac, text=f"{100 * frac:.0f}%" if math.isfinite(frac)
                           else NOT_MEASURED))
-        cells.append(cell(r.get("eval_suite"), text=fmt(r.get("eval_suite"), "—"), cls="text"))
         cells += [cell(r.get(c)) for c in extra]
         rows.append(f'<tr class="{" ".join(cls)}">' + "".join(cells) + "</tr>")
     return headers, rows
@@ -811,9 +831,9 @@ def build_round_report(
     # ---- ranking table
     knobs = [c for c in df.columns if c.startswith("knob.")]
     known = {"run", "block", "seed", "status", "promoted", "winner", "rank", "objective",
-             "score", "gates_pass", "train_steps", "compute_fraction", "eval_suite", *METRICS,
+             "score", "gates_pass", "train_steps", "compute_fraction", *FULL_COLUMNS, *METRICS,
              *HIDDEN_METRICS}
-    extra = [c for c in df.columns if c not in known and not c.startswith(("knob.", "gate."))]
+    extra = [c for c in df.columns if c not in known and not c.startswith(("knob.", "gate.", "full_"))]
     show_obj = "objective" in df.columns and df["objective"].nunique(dropna=True) > 1
     has_ref = "nrmse_reference" in df.columns and bool(
         np.isfinite(pd.to_numeric(df["nrmse_reference"], errors="coerce")).any())
@@ -888,7 +908,7 @@ def build_round_report(
                                                 baselines=lead_baselines),
         "pareto": F.pareto_figure(runs, cost, err, cost_label=cost_label, highlight=highlight,
                                   note=pareto_note, baselines=_pareto_baselines(df),
-                                  error_label="nRMSE (record eval, in-distribution)"),
+                                  error_label="nRMSE (small eval, in-distribution)"),
         "gate_matrix": F.gate_matrix_figure(runs, gates, passed, gvals),
         "reliability": F.reliability_figure(
             rel_curves, title="Reliability of the " + ("promoted runs (full eval)" if promoted
@@ -914,11 +934,11 @@ def build_round_report(
             "top of the runs' range), and the reference model (dash-dot) where its eval was "
             "given. Gaps are non-finite errors (diverged rollouts)."),
         "pareto": (
-            f"nRMSE of each run's record (full eval for promoted runs, small or probe eval "
-            f"otherwise) against {esc(cost_label)}; the red staircase is the Pareto front "
-            "(no other run is both cheaper and more accurate). ★ = winner. Horizontal lines: "
-            "persistence, linear extrapolation and the reference model on the same samples, per "
-            "eval suite. "
+            f"Small-eval nRMSE of every run (one suite, the same samples for all; probe point "
+            f"for early-stopped runs) against {esc(cost_label)}; the red staircase is the Pareto "
+            "front (no other run is both cheaper and more accurate). ★ = winner. Horizontal "
+            "lines: persistence, linear extrapolation and the reference model on the same "
+            "samples. "
             + (f"Not shown (nRMSE not measured): {_runs_list(excluded)}." if excluded else "")),
         "gate_matrix": "Physics gates per run with the measured values; grey = not measured.",
         "reliability": (
@@ -947,7 +967,7 @@ def build_round_report(
                          for k in ("main_effects", "interactions"))
     tables_html = {"ranking": page(f"physweep {round_name}: ranking", (
         f"<h1>Ranking of {esc(round_name)}</h1><p class=\"muted\">★ winner · ▲ promoted · "
-        "click a column header to sort.</p>" + ranking_html)),
+        "click a column header to sort. " + RANK_RULE + "</p>" + ranking_html)),
         "effects": page(f"physweep {round_name}: effects",
                         f"<h1>Effects of the swept knobs: {esc(round_name)}</h1>" + eff_html),
         "regimes": page(f"physweep {round_name}: accuracy by regime",
@@ -1013,9 +1033,9 @@ objective {esc(objective)}</p>
 <h2>Summary</h2>
 {_li(summary)}
 <h2>Ranking</h2>
-<p class="muted">★ winner · ▲ promoted to full eval · click a column header to sort.
+<p class="muted">★ winner · ▲ promoted to full eval · click a column header to sort. {esc(RANK_RULE)}
 NaN values are shown as "{NOT_MEASURED}". Persistence and reference nRMSE are measured on the
-same samples as the run's own nRMSE (its record eval); skill = 1 − nRMSE / persistence nRMSE
+same samples as the run's own nRMSE (its small eval); skill = 1 − nRMSE / persistence nRMSE
 (0 = no better than repeating the start state, 1 = exact).</p>
 {ranking_html}
 <h2>Accuracy by regime</h2>

@@ -59,47 +59,65 @@ def promote(runs: dict[str, dict[str, Any]], objective: str, k: int) -> dict[str
             "eligible": [n for n, _ in scores]}
 
 
+#: full-eval columns of ranking.csv (promoted runs only; NaN for the others), prefixed "full_"
+FULL_METRICS = ("nrmse", "nrmse_persistence", "nrmse_reference", "skill", "nrmse_long",
+                "nrmse_ood", "ece", "crps")
+
+
 def rank(runs: dict[str, dict[str, Any]], full_evals: dict[str, Path], objective: str,
          round_name: str, swept: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Final ranking table and winners. Promoted runs are ranked first by their full-eval
-    objective; the others follow by small-eval objective. Gate failures and divergences are
-    unranked. ``runs[name]`` as in block_winner plus "block", "seed", "train_steps",
-    "compute_fraction"."""
+    """Final ranking table and winners, on one comparable quantity.
+
+    Every run is ranked by its small-eval objective (``score``; every run has a small eval, on
+    the same samples): runs trained to the end first, then early-stopped runs (their probe-point
+    results are kept, marked, but cannot win); gate failures (small eval) and divergences are
+    unranked. Promoted runs also carry their full-eval results in ``full_*`` columns and a
+    ``full_rank`` among the promoted: as the playbook says, the small eval decides promotion
+    and the full eval decides the winner among the promoted (a promoted run that fails a gate
+    in the full eval cannot win). ``runs[name]`` as in block_winner plus "block", "seed",
+    "train_steps", "compute_fraction"."""
     rows, small = [], {}
     for name, r in runs.items():
-        full = name in full_evals
-        small[name] = read_eval(r["eval"])
-        summary = read_eval(full_evals[name]) if full else small[name]
+        summary = small[name] = read_eval(r["eval"])
+        full = read_eval(full_evals[name]) if name in full_evals else None
         decision = r["decision"]["decision"]
         status = {"stop": "early_stopped", "diverged": "diverged"}.get(decision, "ok")
-        if summary["diverged"]:
+        if summary["diverged"] or (full is not None and full["diverged"]):
             status = "diverged"
         row = {
             "run": name, "block": r["block"], "seed": r["seed"], "status": status,
-            "promoted": full, "winner": False, "rank": pd.NA, "objective": objective,
+            "promoted": full is not None, "winner": False, "rank": pd.NA, "objective": objective,
             "score": objective_score(summary, objective),
             **{f"knob.{k}": r["knobs"].get(k) for k in swept},
             **{m: summary.get(m, math.nan) for m in RANK_METRICS},
             "gates_pass": summary["gates_pass"],
             **{k: v for k, v in summary.items() if k.startswith("gate.")},
+            "full_rank": pd.NA,
+            "full_score": objective_score(full, objective) if full else math.nan,
+            **{f"full_{m}": (full or {}).get(m, math.nan) for m in FULL_METRICS},
+            "full_gates_pass": full["gates_pass"] if full else pd.NA,
             "train_steps": r.get("train_steps", pd.NA),
             "compute_fraction": r.get("compute_fraction", math.nan),
-            "eval_suite": "full" if full else "small",
         }
         rows.append(row)
     df = pd.DataFrame(rows)
     rankable = df[(df["status"] != "diverged") & df["gates_pass"] & df["score"].map(math.isfinite)]
-    # promoted runs (full eval) first, then runs trained to the end, then early-stopped runs
-    # (their probe-point results are kept, marked, but cannot win)
-    order = sorted(rankable.index, key=lambda i: (not df.at[i, "promoted"],
-                                                   df.at[i, "status"] == "early_stopped",
+    order = sorted(rankable.index, key=lambda i: (df.at[i, "status"] == "early_stopped",
                                                    df.at[i, "score"], df.at[i, "run"]))
     for pos, i in enumerate(order, start=1):
         df.at[i, "rank"] = pos
     df["rank"] = df["rank"].astype("Int64")
+    finalists = sorted((i for i in df.index if df.at[i, "promoted"]
+                        and df.at[i, "status"] == "ok" and df.at[i, "full_gates_pass"] is True
+                        and math.isfinite(df.at[i, "full_score"])),
+                       key=lambda i: (df.at[i, "full_score"], df.at[i, "run"]))
+    for pos, i in enumerate(finalists, start=1):
+        df.at[i, "full_rank"] = pos
+    df["full_rank"] = df["full_rank"].astype("Int64")
     complete = [i for i in order if df.at[i, "status"] == "ok"]
-    if complete and df.at[complete[0], "promoted"]:
-        best, reason = df.at[complete[0], "run"], "best promoted run by full-eval objective"
+    if finalists:
+        best = df.at[finalists[0], "run"]
+        reason = "best promoted run by full-eval objective (promotion by small-eval objective)"
     elif complete:
         best = df.at[complete[0], "run"]
         reason = ("no promoted run passed the gates in the full eval: best gate-passing run "
