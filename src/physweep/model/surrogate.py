@@ -1,32 +1,32 @@
 """UPT-style neural surrogate: point-set encoder -> latent approximator -> query decoder.
 
 Read top to bottom: building blocks, then the config, then the model, then checkpoint
-helpers. Sizes come from the presets (config/presets/; ``physweep.plan.spec.preset_model``
-gives a preset's baseline config). Reference: Universal Physics Transformers (Alkin et al., NeurIPS 2024,
-arXiv 2402.12365).
+helpers. Sizes come from the presets (config/presets/; ``physweep.plan.spec.preset_model`` gives
+a preset's baseline config). Reference: Universal Physics Transformers (Alkin et al., NeurIPS
+2024, arXiv 2402.12365).
 
 Data flow (B batch, N input points, S supernodes, L latent tokens, Q query points, D model dim):
 
     positions (B, N, 2) physical coords, values (B, N, C) normalised fields
-      -> per-point embedding + positional encoding          (B, N, D)
+      -> per-point value embedding (normalised)             (B, N, D)
       -> supernode pooling: every supernode averages messages
-         from its K nearest input points                    (B, S, D)
+         from its K nearest input points (relative offsets) (B, S, D)
       -> perceiver pooling with L queries anchored on a
          coarse grid (locality prior on the attention)      (B, L, D)   = z_t       (encode)
       -> depth windowed-attention blocks (U-shape skips)    (B, L, D)   = z_{t+1}   (approximate)
-      -> perceiver cross-attention from query positions     (B, Q, C)               (decode)
+      -> perceiver cross-attention from the queries         (B, Q, C)               (decode)
 
 Latent rollout: encode once, apply ``approximate`` repeatedly, decode only where needed.
 
-The decoder reads absolute states: ``decode(encode(x)) ≈ x`` is what ``inverse_decode`` trains.
-Anchored (residual) output: a prediction at query positions is
-``anchor + decode(z_s) − decode(z_0)``, where the anchor is the *initial* state carried from the
-input point set to the queries by inverse-distance k-NN interpolation (``ANCHOR_NEIGHBOURS``
-points; exact on input points). The trainer passes the stored grid state at t0 as the anchor of
-its grid targets, so the model predicts the change since t0 as the difference of two decodings
-(0 at s = 0; the reconstruction error of the sparse input cancels to first order). The
-approximator's blocks are residual, so an untrained model starts close to persistence without a
-zero-initialised head. The anchor needs only the input point set, so the model stays
+Two decoder heads share the cross-attention trunk (``Decoder``): ``decode`` reads the absolute
+state from the latent alone (``decode(encode(x)) ≈ x`` is what ``inverse_decode`` trains), and
+``decode_change`` reads the change since the start state from the latent *and* the start state
+around each query (``query_context``: a continuous convolution over the nearest input points).
+A prediction is ``anchor + decode_change(z_s, query, context)``, the anchor being the start
+state at the queries: the stored grid state in training and evaluation, else carried from the
+input points by inverse-distance k-NN interpolation (``ANCHOR_NEIGHBOURS`` points; exact on
+input points). Residual branches start closed (zero-initialised), so an untrained model starts
+close to persistence. Everything reads only the input point set, so the model stays
 discretization-agnostic.
 
 Units: the model reads positions in physical coordinates (metres) and rescales them to [0, 1]
