@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 from physweep.report import build_round_report
-from physweep.report.synthetic import make_round
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic_round import make_round  # noqa: E402  (the tests' synthetic-round fixture)
 
 RERUN = "snakemake --cores 2 {round} --forcerun results/{round}/runs/{run}/probe/checkpoint.pt"
 

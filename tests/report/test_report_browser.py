@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 
 import pytest
+from synthetic_round import make_round
 
 from physweep.report import build_round_report
-from physweep.report.synthetic import make_round
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -207,7 +207,7 @@ def test_round_report_minimal_inputs(tmp_path):
 
 
 def test_round_report_sections_on_synthetic_round(tmp_path):
-    from physweep.report.synthetic import make_round
+    from synthetic_round import make_round
 
     inputs = make_round(tmp_path / "round", n_runs=30)
     ranking = pd.read_csv(inputs["ranking_csv"])
@@ -264,7 +264,7 @@ def test_effects_response_is_the_probe_score(tmp_path):
 
 
 def test_ranking_shows_baselines_skill_and_regimes(tmp_path):
-    from physweep.report.synthetic import make_round
+    from synthetic_round import make_round
 
     inputs = make_round(tmp_path / "round", n_runs=12)
     ranking = pd.read_csv(inputs["ranking_csv"])
@@ -306,8 +306,9 @@ def test_ranking_without_reference_hides_its_column(tmp_path):
 
 
 def test_lead_series_panels_carry_their_baselines(tmp_path):
+    from synthetic_round import make_round
+
     from physweep.report.round import _lead_series
-    from physweep.report.synthetic import make_round
 
     inputs = make_round(tmp_path / "round", n_runs=12)
     evals = {r: xr.load_dataset(p) for r, p in inputs["eval_files"].items()}

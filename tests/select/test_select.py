@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from physweep.select.early_stop import baseline_reference, baseline_sigma, decide
+from physweep.select.early_stop import baseline_reference, decide
 from physweep.select.rank import block_winner, promote, rank
 from physweep.select.scores import objective_score, read_eval
 
@@ -32,14 +32,16 @@ def write_eval(path, nrmse, gates_pass=True, diverged=False, ece=0.1, j=math.nan
 
 def test_sigma_from_seed_replicates(tmp_path):
     evals = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])]
-    mean, sigma, method = baseline_sigma(evals, "nrmse")
+    ref = baseline_reference(evals, "nrmse")
+    mean, sigma, method = ref["mean"], ref["sigma"], ref["sigma_method"]
     assert method == "seeds"
     assert mean == pytest.approx(0.52) and sigma == pytest.approx(0.02)
 
 
 def test_sigma_by_bootstrap_with_one_seed(tmp_path):
     ev = write_eval(tmp_path / "b.nc", 0.5, spread=0.05, n_traj=16)
-    mean, sigma, method = baseline_sigma([ev], "nrmse", bootstrap_samples=2000)
+    ref = baseline_reference([ev], "nrmse", bootstrap_samples=2000)
+    sigma, method = ref["sigma"], ref["sigma_method"]
     per_traj = xr.open_dataset(ev)["nrmse"].values.mean(axis=1)
     assert method == "bootstrap"
     # bootstrap sigma of the mean ~ std / sqrt(n)

@@ -14,7 +14,7 @@ with Pearson > 0.8), ``gate_<name>`` and ``gate_<name>_pass``, ``ece, crps, spre
 ``calibration(sample, quantile)``. Metrics are computed on the ensemble mean (nrmse, vrmse,
 pearson, gates) or the ensemble (ece, crps, spread_skill), on fluid cells.
 
-Attributes (the scalar summary; ``summary(path)`` reads them back). ``SUMMARY_KEYS``, which
+Attributes (the scalar summary; ``physweep.select.scores.read_eval`` reads them back). ``SUMMARY_KEYS``, which
 selection and ranking read: ``nrmse`` (mean over in-distribution samples and all leads),
 ``nrmse_long`` (leads >= ``long_horizon_from``), ``nrmse_ood`` (the "ood" split, NaN without
 one), ``nrmse_persistence`` (in-distribution), ``ece, crps, spread_skill`` (in-distribution
@@ -281,14 +281,3 @@ def _dataset(samples: list[Sample], rows: list[dict[str, Any]], horizon: int) ->
 
 def _is_summary_key(name: str) -> bool:
     return name in SUMMARY_KEYS or name in EXTRA_SUMMARY_KEYS or REGIME_INFIX in name
-
-
-def summary(path: Path) -> dict[str, float]:
-    """The scalar summary stored in an eval file's attributes: ``SUMMARY_KEYS`` (required) and
-    whichever ``EXTRA_SUMMARY_KEYS`` and per-regime keys the file holds."""
-    with xr.open_dataset(path) as ds:
-        keys = list(SUMMARY_KEYS) + [k for k in ds.attrs if k not in SUMMARY_KEYS
-                                     and _is_summary_key(k)]
-        return {k: (int(ds.attrs[k]) if k in ("diverged", "gates_pass", "n_samples")
-                    or k.startswith("n_samples" + REGIME_INFIX) else float(ds.attrs[k]))
-                for k in keys}

@@ -18,13 +18,6 @@ import numpy as np
 from physweep.select.scores import objective_score, per_trajectory_scores, read_eval
 
 
-def baseline_sigma(baseline_evals: list[Path], objective: str, bootstrap_samples: int = 1000,
-                   seed: int = 0) -> tuple[float, float, str]:
-    """(mean, sigma, method) of the baseline's probe score."""
-    scores = [objective_score(read_eval(p), objective) for p in baseline_evals]
-    return _sigma(scores, baseline_evals, objective, bootstrap_samples, seed)
-
-
 def _sigma(scores: list[float], baseline_evals: list[Path], objective: str,
            bootstrap_samples: int, seed: int = 0) -> tuple[float, float, str]:
     finite = [s for s in scores if math.isfinite(s)]

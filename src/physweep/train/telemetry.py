@@ -191,10 +191,6 @@ class EnergyMeter:
             self._counter = None
         self.source = self._counter.source if self._counter is not None else "none"
 
-    @property
-    def available(self) -> bool:
-        return self._counter is not None
-
     def read_joules(self) -> float | None:
         if self._counter is None:
             return None
