@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
+from physweep.io import load_yaml
 from physweep.plan.config import REPO_ROOT, load_workflow_config
 from physweep.plan.errors import ConfigError, ConfigErrors
 from physweep.plan.round import plan_round
@@ -17,11 +16,23 @@ from physweep.plan.workflow import known_winners
 
 
 def _parse_overrides(items: list[str]) -> dict:
+    """KEY=VALUE pairs, VALUE as YAML (3e-4 and 1e5 are numbers, as in the config files)."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value)
+        out[key] = load_yaml(value)
     return out
+
+
+def _merge(config: dict, overrides: dict) -> dict:
+    """Nested update, as Snakemake merges --config into the config file (knobs={lr: 3e-4}
+    changes one knob, not the whole section)."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            _merge(config[key], value)
+        else:
+            config[key] = value
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configfile = getattr(args, "configfile", str(REPO_ROOT / "config" / "config.yaml"))
     try:
-        config = yaml.safe_load(Path(configfile).read_text())
-        config.update(_parse_overrides(getattr(args, "config", [])))
+        config = load_yaml(Path(configfile).read_text())
+        _merge(config, _parse_overrides(getattr(args, "config", [])))
         wcfg = load_workflow_config(config, REPO_ROOT, configfile)
         if args.command == "rounds":
             for name, rnd in wcfg.rounds.items():

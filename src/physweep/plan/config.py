@@ -3,6 +3,11 @@
 Everything is checked here, at load time, before any job runs: schema errors, unknown knobs,
 bad values, duplicate round names, references to missing rounds. ``load_workflow_config`` is
 what the Snakefile and the ``physweep`` CLI call.
+
+YAML is read with :func:`physweep.io.load_yaml` (3e-4 is a number); a config Snakemake loaded
+itself (YAML 1.1, where `lr: 3e-4` is a string, and --config values it could not parse) has
+its number-like strings turned into numbers where the schema wants a number
+(:func:`physweep.plan.schema.coerce`).
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from typing import Any
 
 import yaml
 
+from physweep.io import load_yaml
 from physweep.plan import knobs as K
 from physweep.plan.errors import ConfigError, ConfigErrors
-from physweep.plan.schema import check_knob_name, check_knob_value, load_schema, validate
+from physweep.plan.schema import check_knob_name, check_knob_value, coerce, load_schema, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -46,7 +52,7 @@ class WorkflowConfig:
 def read_yaml(path: Path) -> Any:
     try:
         with open(path) as fh:
-            return yaml.safe_load(fh)
+            return load_yaml(fh)
     except FileNotFoundError:
         raise
     except yaml.YAMLError as exc:
@@ -54,10 +60,13 @@ def read_yaml(path: Path) -> Any:
 
 
 def normalise_knob(knob: str, value: Any) -> Any:
-    """One conversion per value: numbers declared `number` become float (1 -> 1.0)."""
+    """One conversion per value: numbers declared `number` become float (1 -> 1.0), whole
+    numbers declared `integer` become int (1.6e1 -> 16)."""
     spec = load_schema("knobs")["properties"].get(knob, {})
     if spec.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if spec.get("type") == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -71,7 +80,7 @@ def load_workflow_config(
 ) -> WorkflowConfig:
     """Validate ``config`` (as Snakemake loaded it) and load the preset and round files."""
     root = Path(root) if root else REPO_ROOT
-    config = copy.deepcopy(config)
+    config = coerce(copy.deepcopy(config), load_schema("config"))
     validate(config, "config", config_file)
     config["knobs"] = {k: normalise_knob(k, v) for k, v in config["knobs"].items()}
     missing = [k for k in K.KNOBS if k not in config["knobs"]]

@@ -1,0 +1,100 @@
+"""Plan-time refusals and guards (issue #13), one section per item: each is refused or reported
+before any job runs, naming the file, the key and what is allowed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from physweep import cli
+from physweep.io import load_yaml
+from physweep.plan.config import load_workflow_config
+from physweep.plan.errors import ConfigErrors
+from physweep.plan.round import plan_round
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FIVE_TWO_LEVEL = """\
+name: round_x
+objective: nrmse
+blocks:
+  - name: screen
+    design: {type: fractional, runs: 8}
+    knobs:
+      lr: [2e-4, 4e-4]
+      warmup: [0.03, 0.06]
+      sampler_temp: [0.6, 0.8]
+      guidance: [0.5, 1.5]
+      projection_weight: [0.5, 2.0]
+"""
+
+
+def _tree(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
+    """A copy of config/ with ``extra`` round files (name -> text) added; returns the config."""
+    for sub in ("rounds", "presets"):
+        shutil.copytree(ROOT / "config" / sub, tmp_path / "config" / sub)
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg.update(rounds_dir=str(tmp_path / "config" / "rounds"),
+               presets_dir=str(tmp_path / "config" / "presets"))
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for name, text in (extra or {}).items():
+        (tmp_path / "config" / "rounds" / f"{name}.yaml").write_text(text)
+    return tmp_path / "config" / "config.yaml"
+
+
+def _wcfg(configfile: Path, **overrides):
+    cfg = load_yaml(configfile.read_text())
+    cfg.update(overrides)
+    return load_workflow_config(cfg, ROOT, str(configfile))
+
+
+# ---- 2. numbers as YAML writes them
+
+
+@pytest.mark.parametrize(("text", "value"), [("3e-4", 3e-4), ("1e5", 1e5), (".5", 0.5),
+                                             ("-.5", -0.5), ("1.0e5", 1e5), ("+1e3", 1e3),
+                                             ("12", 12), ("1e", "1e"), ("1.2.3", "1.2.3")])
+def test_yaml_numbers(text, value):
+    assert load_yaml(f"v: {text}")["v"] == value
+    assert type(load_yaml(f"v: {text}")["v"]) is type(value)
+
+
+def test_round_file_with_exponent_numbers_plans_with_floats(tmp_path):
+    rnd = """\
+name: round_e
+objective: nrmse
+blocks:
+  - name: optimizer
+    design: {type: grid}
+    knobs: {lr: [3e-4, 1e-3]}
+"""
+    plan = plan_round(_wcfg(_tree(tmp_path, {"round_e": rnd})), "round_e")
+    lrs = sorted(r.values["lr"] for r in plan.runs)
+    assert all(isinstance(v, float) for v in lrs)
+    assert lrs == [3e-4, 3e-4, 3e-4, 1e-3]  # three baseline replicates at the default 3e-4
+
+
+def test_numbers_as_strings_from_snakemake_become_numbers(base_config, repo_root):
+    # Snakemake reads config.yaml with YAML 1.1 (`lr: 3e-4` is a string) and --config values
+    # like 'knobs={lr: 1e-4}' with a loader that returns strings
+    base_config["knobs"].update(lr="1e-4", cadence="16", u_shape="false")
+    base_config["compute"]["budget_steps"] = "2.5e3"  # a whole number written as a float
+    wcfg = load_workflow_config(base_config, repo_root)
+    assert wcfg.config["knobs"]["lr"] == 1e-4 and wcfg.config["knobs"]["cadence"] == 16
+    assert wcfg.config["knobs"]["u_shape"] is False
+    assert wcfg.config["compute"]["budget_steps"] == 2500
+    base_config["compute"]["budget_steps"] = "2.5"  # not a whole number: refused
+    with pytest.raises(ConfigErrors, match="budget_steps"):
+        load_workflow_config(base_config, repo_root)
+
+
+def test_cli_overrides_read_numbers_and_merge_sections(capsys):
+    assert cli.main(["plan", "round_a", "--json", "--config", "knobs={lr: 1e-4}"]) == 0
+    import json
+
+    (plan,) = json.loads(capsys.readouterr().out)
+    base = next(r for r in plan["runs"] if r["run"] == "baseline")
+    assert base["nominal"]["lr"] == 1e-4 and base["nominal"]["warmup"] == 0.05
