@@ -118,6 +118,14 @@ def bad_data_key(root):
     _edit(root / "config" / "presets" / "demo.yaml", lambda d: d["data"].update(n_trian=12))
 
 
+def inheritance_cycle(root):
+    _edit(_round(root), lambda d: d.update(inherit=[{"round": "round_b", "knobs": ["steps"]}]))
+
+
+def name_not_file_name(root):
+    _edit(_round(root, "round_c"), lambda d: d.update(name="round_cc"))
+
+
 BATTERY = [
     # (mutation, file that must be named, key that must be named, what must be said)
     (unknown_knob, "round_a.yaml", "blocks[0].knobs.learning_rate", "unknown knob"),
@@ -139,6 +147,8 @@ BATTERY = [
     (unknown_preset, "config.yaml", "preset", "no preset file"),
     (bad_data_key, "demo.yaml", "data", "n_trian"),
     (short_full_eval, "demo.yaml", "eval.full.horizon", "twice the training horizon"),
+    (inheritance_cycle, "round_a.yaml", "inherit[0].round", "round_a -> round_b -> round_a"),
+    (name_not_file_name, "round_c.yaml", "name", "'round_cc' differs from the file name"),
 ]
 
 

@@ -14,6 +14,7 @@ from physweep.io import load_yaml
 from physweep.plan.config import load_workflow_config
 from physweep.plan.errors import ConfigErrors
 from physweep.plan.round import plan_round
+from physweep.plan.workflow import Workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,3 +99,36 @@ def test_cli_overrides_read_numbers_and_merge_sections(capsys):
     (plan,) = json.loads(capsys.readouterr().out)
     base = next(r for r in plan["runs"] if r["run"] == "baseline")
     assert base["nominal"]["lr"] == 1e-4 and base["nominal"]["warmup"] == 0.05
+
+
+# ---- 3. the round graph
+
+
+def test_unknown_round_lists_the_known_ones(capsys):
+    assert cli.main(["plan", "round_zz"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown round 'round_zz'" in err and "round_a, round_b, round_c, round_d" in err
+    assert "Traceback" not in err
+
+
+def test_broken_round_file_does_not_stop_unrelated_rounds(tmp_path, capsys):
+    configfile = _tree(tmp_path)
+    (tmp_path / "config" / "rounds" / "round_c.yaml").write_text("name: round_c\nblocks: [\n")
+    wcfg = _wcfg(configfile)
+    assert sorted(wcfg.rounds) == ["round_a", "round_b"]
+    assert any("round_c.yaml" in w for w in wcfg.warnings)
+    assert len(plan_round(wcfg, "round_b").runs) > 3  # unrelated: plans
+    with pytest.raises(ConfigErrors) as exc:  # needs round_c's winners
+        plan_round(wcfg, "round_d")
+    assert "round_d.yaml" in str(exc.value) and "round_c.yaml" in str(exc.value)
+    assert "not valid YAML" in str(exc.value)
+    with pytest.raises(ConfigErrors):  # the Snakefile plans every round: refused, all named
+        Workflow(wcfg)
+
+    assert cli.main(["plan", "round_a", "--configfile", str(configfile)]) == 0
+    out = capsys.readouterr()
+    assert "round_a: Make it train beautifully" in out.out
+    assert "warning" in out.err and "round_c.yaml" in out.err
+    assert cli.main(["plan", "round_d", "--configfile", str(configfile)]) == 2
+    err = capsys.readouterr().err
+    assert "round_c.yaml" in err and "Traceback" not in err

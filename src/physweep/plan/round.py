@@ -154,9 +154,11 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
                ) -> RoundPlan:
     """Plan round ``name``. ``winners`` maps a source ("round:round_a", "block:optimizer") to
     its winner's knob values when already known (shown in the table; the DAG stays symbolic)."""
+    if name in wcfg.broken:
+        raise wcfg.broken[name]
     if name not in wcfg.rounds:
         raise ConfigError(wcfg.config_file, "round", f"unknown round '{name}'",
-                          ", ".join(sorted(wcfg.rounds)))
+                          known_rounds(wcfg))
     winners = winners or {}
     rnd, file = wcfg.rounds[name], str(wcfg.round_files[name])
     cfg = wcfg.config
@@ -261,6 +263,12 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
         block_sources=block_sources, inherits=[i["round"] for i in rnd.get("inherit", [])],
         varied=varied, baseline=[r.name for r in runs if r.is_baseline],
     )
+
+
+def known_rounds(wcfg: WorkflowConfig) -> str:
+    """The round names a target or `physweep plan` may use (broken round files marked)."""
+    return ", ".join([*sorted(wcfg.rounds), *(f"{n} (broken file)" for n in sorted(wcfg.broken))]
+                     ) or "none"
 
 
 def _is_alias(values: dict[str, Any], ffb: dict, source_values: list[dict[str, Any]]) -> bool:
