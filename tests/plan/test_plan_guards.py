@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakerun import snakemake
 
 from physweep import cli
 from physweep.io import load_yaml
 from physweep.plan.config import load_workflow_config
-from physweep.plan.errors import ConfigErrors
+from physweep.plan.errors import ConfigErrors, UnknownRunError
 from physweep.plan.round import plan_round
 from physweep.plan.workflow import Workflow
 
@@ -132,3 +133,26 @@ def test_broken_round_file_does_not_stop_unrelated_rounds(tmp_path, capsys):
     assert cli.main(["plan", "round_d", "--configfile", str(configfile)]) == 2
     err = capsys.readouterr().err
     assert "round_c.yaml" in err and "Traceback" not in err
+
+
+# ---- 5. unknown run names in targets
+
+
+def test_unknown_run_names_the_nearest_planned(wcfg):
+    wf = Workflow(wcfg)
+    with pytest.raises(UnknownRunError) as exc:
+        wf.run_template("round_a", "lr~2e-4_warmup~0.04")
+    msg = str(exc.value)
+    assert "\n" not in msg and "round_a.yaml" in msg
+    assert "nearest planned: lr~2e-4_warmup~0.0" in msg
+
+
+def test_snakemake_target_with_unknown_run_is_one_line(tmp_path):
+    proc = snakemake("-n", "results/round_a/runs/lr~2e-4_warmup~0.04/final/checkpoint.pt",
+                     cwd=tmp_path, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "round round_a has no run 'lr~2e-4_warmup~0.04'" in text
+    line = next(s for s in text.splitlines() if "has no run" in s)
+    assert "nearest planned: lr~2e-4_warmup~0.0" in line
+    assert "Traceback" not in text and "Exception" not in text

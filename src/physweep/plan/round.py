@@ -9,6 +9,7 @@ file exists; `physweep.plan.spec.build_spec` resolves them when the job runs.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,7 +18,7 @@ from typing import Any
 from physweep.plan import designs
 from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig, normalise_knob
-from physweep.plan.errors import ConfigError
+from physweep.plan.errors import ConfigError, UnknownRunError
 from physweep.plan.sizes import effective_batch, effective_size
 
 # The shape every run name has (``knob~value`` pairs joined by ``_``, ``baseline_seed~N``):
@@ -90,7 +91,9 @@ class RoundPlan:
         try:
             return self._by_name[name]
         except KeyError:
-            raise KeyError(f"round {self.round} has no run {name!r}") from None
+            near = difflib.get_close_matches(name, list(self._by_name), n=3, cutoff=0.0)
+            raise UnknownRunError(self.file, "run", f"round {self.round} has no run {name!r}",
+                                  "nearest planned: " + ", ".join(near)) from None
 
     @cached_property
     def _by_name(self) -> dict[str, PlannedRun]:

@@ -105,7 +105,8 @@ class Workflow:
         A shape, not the alternation of every planned name: Snakemake embeds the constraint in
         every file pattern, and a 1,000-name alternation made each pattern tens of kB long
         (dry runs 2-3x slower). Names of the right shape that the plan does not know are
-        refused by the input functions (``RoundPlan.run``: "round X has no run Y").
+        refused by the input functions (``RoundPlan.run`` raises UnknownRunError, "round X has
+        no run Y" with the nearest planned names; ``rules/common.smk`` prints it as one line).
         """
         return RUN_NAME_REGEX
 
