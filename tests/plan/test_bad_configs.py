@@ -126,6 +126,11 @@ def name_not_file_name(root):
     _edit(_round(root, "round_c"), lambda d: d.update(name="round_cc"))
 
 
+def preset_cannot_map_level(root):
+    _edit(_round(root, "round_c"), lambda d: d["blocks"][0].update(
+        knobs={"model_dim": [100]}, design={"type": "grid"}))
+
+
 BATTERY = [
     # (mutation, file that must be named, key that must be named, what must be said)
     (unknown_knob, "round_a.yaml", "blocks[0].knobs.learning_rate", "unknown knob"),
@@ -149,6 +154,8 @@ BATTERY = [
     (short_full_eval, "demo.yaml", "eval.full.horizon", "twice the training horizon"),
     (inheritance_cycle, "round_a.yaml", "inherit[0].round", "round_a -> round_b -> round_a"),
     (name_not_file_name, "round_c.yaml", "name", "'round_cc' differs from the file name"),
+    (preset_cannot_map_level, "demo.yaml", "sizes.model_dim.map",
+     "block 'capacity' of"),
 ]
 
 

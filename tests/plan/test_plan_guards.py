@@ -13,7 +13,7 @@ from snakerun import snakemake
 from physweep import cli
 from physweep.io import load_yaml
 from physweep.plan.config import load_workflow_config
-from physweep.plan.errors import ConfigErrors, UnknownRunError
+from physweep.plan.errors import ConfigError, ConfigErrors, UnknownRunError
 from physweep.plan.round import plan_round
 from physweep.plan.workflow import Workflow
 
@@ -156,3 +156,20 @@ def test_snakemake_target_with_unknown_run_is_one_line(tmp_path):
     line = next(s for s in text.splitlines() if "has no run" in s)
     assert "nearest planned: lr~2e-4_warmup~0.0" in line
     assert "Traceback" not in text and "Exception" not in text
+
+
+# ---- 6. preset maps
+
+
+def test_unmappable_level_names_round_block_and_preset_key(tmp_path):
+    configfile = _tree(tmp_path)
+    path = tmp_path / "config" / "rounds" / "round_c.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["blocks"][0]["knobs"]["model_dim"] = [100]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError) as exc:
+        plan_round(_wcfg(configfile), "round_c")
+    msg = str(exc.value)
+    assert "demo.yaml" in msg and "'sizes.model_dim.map'" in msg
+    assert "round_c.yaml" in msg and "block 'capacity'" in msg
+    assert "blocks[0].knobs.model_dim" in msg and "allowed: 320, 384, 448" in msg

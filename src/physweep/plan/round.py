@@ -257,7 +257,7 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
             by_key[key] = run
         block_values[bname] = values_list
 
-    _check_sizes(wcfg, runs)
+    _check_sizes(wcfg, runs, rnd, file)
     varied = _varied(runs)
     warnings = _guardrails(rnd, file, varied, runs) + _probe_twins(wcfg, runs)
     return RoundPlan(
@@ -291,16 +291,26 @@ def _is_alias(values: dict[str, Any], ffb: dict, source_values: list[dict[str, A
     return True
 
 
-def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> None:
+def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun], rnd: dict, file: str) -> None:
     """Every concrete size of every run must map to an effective size in the preset, and the
-    full evaluation must roll out to at least twice every run's (effective) training horizon."""
+    full evaluation must roll out to at least twice every run's (effective) training horizon.
+    A size the preset cannot map is reported with the preset key and where the round sets it."""
     pfile = str(wcfg.preset_file)
     full_horizon = int(wcfg.preset["eval"]["full"].get("horizon", 0))
     for r in runs:
         for k in K.SIZE_KNOBS:
             if not isinstance(r.values[k], Pending):
-                effective_size(wcfg.preset, k, r.values[k], pfile)
-        effective_batch(wcfg.preset, r.batch_tokens, pfile)
+                try:
+                    effective_size(wcfg.preset, k, r.values[k], pfile)
+                except ConfigError as exc:
+                    raise ConfigError(exc.file, exc.key, f"{exc.problem}, used by "
+                                      f"{_where_set(wcfg, rnd, file, r, k)}", exc.allowed) from None
+        try:
+            effective_batch(wcfg.preset, r.batch_tokens, pfile)
+        except ConfigError as exc:
+            raise ConfigError(exc.file, exc.key, f"{exc.problem}, used by run '{r.name}' of block "
+                              f"'{r.block}' ({file}: batch_tokens {r.batch_tokens}"
+                              f"{', ' + r.batch_rule if r.batch_rule else ''})", exc.allowed) from None
         if not isinstance(r.values["max_horizon"], Pending):
             h = effective_size(wcfg.preset, "max_horizon", r.values["max_horizon"], pfile)
             if full_horizon < 2 * h:
@@ -308,6 +318,29 @@ def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> None:
                                   f"full-eval horizon {full_horizon} is shorter than twice the "
                                   f"training horizon {h} of run '{r.name}' (max_horizon "
                                   f"{r.values['max_horizon']})", f"an integer >= {2 * h}")
+
+
+def _where_set(wcfg: WorkflowConfig, rnd: dict, file: str, run: PlannedRun, knob: str) -> str:
+    """Where ``rnd`` sets ``knob`` for ``run``: "run 'model_dim~100' of block 'capacity' of
+    round_c.yaml (key blocks[0].knobs.model_dim)"."""
+    index = {b["name"]: i for i, b in enumerate(rnd["blocks"])}
+    origin = run.origin.get(knob, "")
+    blocks = [b for b in run.blocks if b in index]
+    b = blocks[0] if blocks else None
+    where = f"blocks[{index[b]}]" if b is not None else None
+    if origin == "swept" and where is not None:
+        design = rnd["blocks"][index[b]]["design"]
+        key = f"{where}.design.runs" if design["type"] == "list" else f"{where}.knobs.{knob}"
+    elif origin == "block fixed" and where is not None:
+        key = f"{where}.fixed.{knob}"
+    elif origin == "round fixed":
+        key = f"fixed.{knob}"
+    elif origin.startswith(("winner", "best")):
+        key = f"{knob} ({origin})"
+    else:
+        return (f"run '{run.name}' of block '{run.block}' of {file} (the default knobs.{knob} "
+                f"of {wcfg.config_file})")
+    return f"run '{run.name}' of block '{run.block}' of {file} (key {key})"
 
 
 CURRICULUM_KNOBS = ("max_horizon", "freeze_bottom_layers_on_expand")
