@@ -126,6 +126,16 @@ def name_not_file_name(root):
     _edit(_round(root, "round_c"), lambda d: d.update(name="round_cc"))
 
 
+def design_over_max_runs(root):
+    levels = {"lr": [1e-4 * (i + 1) for i in range(8)], "warmup": [0.01 * (i + 1) for i in range(8)],
+              "sampler_temp": [0.3 + 0.05 * i for i in range(8)]}  # 8^3 = 512 > 500
+    _edit(_round(root), lambda d: d["blocks"][0].update(knobs=levels))
+
+
+def round_over_max_runs(root):
+    _edit(root / "config" / "config.yaml", lambda d: d.update(max_runs=12))  # round A: 13 runs
+
+
 def preset_cannot_map_level(root):
     _edit(_round(root, "round_c"), lambda d: d["blocks"][0].update(
         knobs={"model_dim": [100]}, design={"type": "grid"}))
@@ -154,6 +164,8 @@ BATTERY = [
     (short_full_eval, "demo.yaml", "eval.full.horizon", "twice the training horizon"),
     (inheritance_cycle, "round_a.yaml", "inherit[0].round", "round_a -> round_b -> round_a"),
     (name_not_file_name, "round_c.yaml", "name", "'round_cc' differs from the file name"),
+    (design_over_max_runs, "round_a.yaml", "blocks[0].design", "has 512 runs, more than max_runs"),
+    (round_over_max_runs, "round_a.yaml", "blocks", "plans 13 runs"),
     (preset_cannot_map_level, "demo.yaml", "sizes.model_dim.map",
      "block 'capacity' of"),
 ]

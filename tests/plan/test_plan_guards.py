@@ -4,6 +4,7 @@ before any job runs, naming the file, the key and what is allowed."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from physweep.io import load_yaml
 from physweep.plan.config import load_workflow_config
 from physweep.plan.errors import ConfigError, ConfigErrors, UnknownRunError
 from physweep.plan.round import plan_round
+from physweep.plan.table import plan_records
 from physweep.plan.workflow import Workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,10 +86,12 @@ def test_numbers_as_strings_from_snakemake_become_numbers(base_config, repo_root
     # like 'knobs={lr: 1e-4}' with a loader that returns strings
     base_config["knobs"].update(lr="1e-4", cadence="16", u_shape="false")
     base_config["compute"]["budget_steps"] = "2.5e3"  # a whole number written as a float
+    base_config["max_runs"] = 1e3
     wcfg = load_workflow_config(base_config, repo_root)
     assert wcfg.config["knobs"]["lr"] == 1e-4 and wcfg.config["knobs"]["cadence"] == 16
     assert wcfg.config["knobs"]["u_shape"] is False
-    assert wcfg.config["compute"]["budget_steps"] == 2500
+    assert wcfg.config["compute"]["budget_steps"] == 2500 and wcfg.config["max_runs"] == 1000
+    assert type(wcfg.config["max_runs"]) is int
     base_config["compute"]["budget_steps"] = "2.5"  # not a whole number: refused
     with pytest.raises(ConfigErrors, match="budget_steps"):
         load_workflow_config(base_config, repo_root)
@@ -133,6 +137,38 @@ def test_broken_round_file_does_not_stop_unrelated_rounds(tmp_path, capsys):
     assert cli.main(["plan", "round_d", "--configfile", str(configfile)]) == 2
     err = capsys.readouterr().err
     assert "round_c.yaml" in err and "Traceback" not in err
+
+
+# ---- 4. the size guard and what a round costs
+
+
+def test_plan_prints_training_jobs_and_compute(capsys, wcfg):
+    assert cli.main(["plan", "round_a"]) == 0
+    out = capsys.readouterr().out
+    # 13 runs: 13 probe trainings + 3..13 continuations; 3 baselines x 1 + 10 x 0.35 = 6.5 units
+    assert "training jobs: 16-26" in out
+    assert "compute: 6.5-13 budget units" in out
+    summary = plan_records(wcfg, plan_round(wcfg, "round_a"))["compute"]
+    assert summary["budget_units_min"] == pytest.approx(6.5) and summary["budget_units_max"] == 13
+
+
+def test_max_runs_is_the_limit(tmp_path):
+    configfile = _tree(tmp_path)
+    assert len(plan_round(_wcfg(configfile, max_runs=13), "round_a").runs) == 13
+    with pytest.raises(ConfigError, match="max_runs=13"):
+        plan_round(_wcfg(configfile, max_runs=12), "round_a")
+
+
+def test_huge_grid_is_refused_before_it_is_built(tmp_path):
+    levels = {k: [0.1 + 0.01 * i for i in range(20)] for k in ("warmup", "sampler_temp")}
+    levels.update(lr=[1e-4 * (i + 1) for i in range(20)], guidance=[0.1 * i for i in range(20)])
+    rnd = {"name": "round_h", "objective": "nrmse",
+           "blocks": [{"name": "huge", "design": {"type": "grid"}, "knobs": levels}]}
+    configfile = _tree(tmp_path, {"round_h": yaml.safe_dump(rnd)})
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="has 160000 runs, more than max_runs"):
+        plan_round(_wcfg(configfile), "round_h")
+    assert time.perf_counter() - t0 < 1
 
 
 # ---- 5. unknown run names in targets

@@ -10,6 +10,7 @@ file exists; `physweep.plan.spec.build_spec` resolves them when the job runs.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -109,12 +110,43 @@ def _key(values: dict[str, Any], seed: int, batch: int) -> tuple:
     )
 
 
-def _design_rows(block: dict, levels: list[list[Any]], file: str, where: str,
-                 tight: bool, base_index: list[int]) -> list[tuple[int, ...]]:
+def _design_size(design: dict, n_levels: list[int]) -> int | None:
+    """Runs a design will have, known before it is built (None: the design decides)."""
+    kind = design["type"]
+    if kind == "grid":
+        return math.prod(n_levels)
+    if kind == "one_at_a_time":
+        return 1 + sum(n - 1 for n in n_levels)
+    if kind == "list":
+        return len(design.get("runs") or [])
+    if kind == "fractional" and "generators" in design:
+        return 2 ** sum(1 for t in design["generators"].split() if len(t.lstrip("+-")) == 1)
+    runs = design.get("runs")
+    return runs if isinstance(runs, int) else None
+
+
+DEFAULT_MAX_RUNS = 500  # config key max_runs: the most runs a round may plan
+
+
+def max_runs(wcfg: WorkflowConfig) -> int:
+    return int(wcfg.config.get("max_runs", DEFAULT_MAX_RUNS))
+
+
+def _max_runs_allowed(wcfg: WorkflowConfig, count: int) -> str:
+    return (f"at most max_runs = {max_runs(wcfg)} runs; to allow {count}, set max_runs: {count} "
+            f"(or more) in {wcfg.config_file} or pass --config max_runs={count}")
+
+
+def _design_rows(wcfg: WorkflowConfig, block: dict, levels: list[list[Any]], file: str,
+                 where: str, tight: bool, base_index: list[int]) -> list[tuple[int, ...]]:
     design = block["tight"] if tight and "tight" in block else block["design"]
     key = f"{where}.tight" if design is block.get("tight") else f"{where}.design"
     n_levels = [len(v) for v in levels]
     kind = design["type"]
+    planned = _design_size(design, n_levels)
+    if planned is not None and planned > max_runs(wcfg):
+        raise ConfigError(file, key, f"the {kind} design of block '{block['name']}' has {planned} "
+                          f"runs, more than max_runs", _max_runs_allowed(wcfg, planned))
     try:
         if kind == "grid":
             return designs.grid(n_levels)
@@ -139,17 +171,22 @@ def _design_rows(block: dict, levels: list[list[Any]], file: str, where: str,
     raise ConfigError(file, f"{key}.type", f"unsupported design {kind!r}")
 
 
-def _block_assignments(block: dict, base: dict[str, Any], file: str, where: str,
-                       tight: bool) -> list[dict[str, Any]]:
+def _block_assignments(wcfg: WorkflowConfig, block: dict, base: dict[str, Any], file: str,
+                       where: str, tight: bool) -> list[dict[str, Any]]:
     if block["design"]["type"] == "list" and not (tight and "tight" in block):
-        return [{k: normalise_knob(k, v) for k, v in run.items()} for run in block["design"]["runs"]]
+        runs = block["design"]["runs"]
+        if len(runs) > max_runs(wcfg):
+            raise ConfigError(file, f"{where}.design.runs", f"the list design of block "
+                              f"'{block['name']}' has {len(runs)} runs, more than max_runs",
+                              _max_runs_allowed(wcfg, len(runs)))
+        return [{k: normalise_knob(k, v) for k, v in run.items()} for run in runs]
     names = list(block["knobs"])
     levels = [[normalise_knob(k, v) for v in block["knobs"][k]] for k in names]
     base_index = []
     for k, lv in zip(names, levels, strict=True):
         idx = [i for i, v in enumerate(lv) if K.same_value(v, base.get(k))]
         base_index.append(idx[0] if idx else 0)
-    rows = _design_rows(block, levels, file, where, tight, base_index)
+    rows = _design_rows(wcfg, block, levels, file, where, tight, base_index)
     return [{k: levels[j][row[j]] for j, k in enumerate(names)} for row in rows]
 
 
@@ -219,7 +256,7 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
             raise ConfigError(file, "declares", f"block '{bname}' changes batch_tokens but the "
                               "round does not declare it", "declares: [batch_tokens]")
         values_list = []
-        for assignment in _block_assignments(block, bbase, file, where, tight):
+        for assignment in _block_assignments(wcfg, block, bbase, file, where, tight):
             values = dict(bbase)
             values.update(assignment)
             run_origin = dict(borigin)
@@ -257,6 +294,11 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
             by_key[key] = run
         block_values[bname] = values_list
 
+    if len(runs) > max_runs(wcfg):
+        per_block = ", ".join(f"{b}: {sum(1 for r in runs if r.block == b)}"
+                              for b in ["baseline", *block_sources])
+        raise ConfigError(file, "blocks", f"round {name} plans {len(runs)} runs ({per_block}), "
+                          "more than max_runs", _max_runs_allowed(wcfg, len(runs)))
     _check_sizes(wcfg, runs, rnd, file)
     varied = _varied(runs)
     warnings = _guardrails(rnd, file, varied, runs) + _probe_twins(wcfg, runs)
