@@ -136,6 +136,13 @@ def round_over_max_runs(root):
     _edit(root / "config" / "config.yaml", lambda d: d.update(max_runs=12))  # round A: 13 runs
 
 
+def two_level_fraction_size(root):
+    knobs = {"lr": [2e-4, 4e-4], "warmup": [0.03, 0.06], "sampler_temp": [0.6, 0.8],
+             "guidance": [0.5, 1.5], "projection_weight": [0.5, 2.0]}
+    _edit(_round(root), lambda d: d["blocks"][0].update(
+        knobs=knobs, design={"type": "fractional", "runs": 12}))
+
+
 def preset_cannot_map_level(root):
     _edit(_round(root, "round_c"), lambda d: d["blocks"][0].update(
         knobs={"model_dim": [100]}, design={"type": "grid"}))
@@ -166,6 +173,8 @@ BATTERY = [
     (name_not_file_name, "round_c.yaml", "name", "'round_cc' differs from the file name"),
     (design_over_max_runs, "round_a.yaml", "blocks[0].design", "has 512 runs, more than max_runs"),
     (round_over_max_runs, "round_a.yaml", "blocks", "plans 13 runs"),
+    (two_level_fraction_size, "round_a.yaml", "blocks[0].design.runs",
+     "no regular two-level fraction of 12 runs"),
     (preset_cannot_map_level, "demo.yaml", "sizes.model_dim.map",
      "block 'capacity' of"),
 ]

@@ -7,16 +7,18 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from snakerun import snakemake
 
 from physweep import cli
 from physweep.io import load_yaml
+from physweep.plan import designs as D
 from physweep.plan.config import load_workflow_config
 from physweep.plan.errors import ConfigError, ConfigErrors, UnknownRunError
 from physweep.plan.round import plan_round
-from physweep.plan.table import plan_records
+from physweep.plan.table import format_table, plan_records
 from physweep.plan.workflow import Workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +55,88 @@ def _wcfg(configfile: Path, **overrides):
     cfg = load_yaml(configfile.read_text())
     cfg.update(overrides)
     return load_workflow_config(cfg, ROOT, str(configfile))
+
+
+# ---- 1. fractional designs over two-level knobs
+
+
+def test_five_two_level_knobs_in_8_runs_plan_quickly_at_resolution_iii(tmp_path, capsys):
+    configfile = _tree(tmp_path, {"round_x": FIVE_TWO_LEVEL})
+    t0 = time.perf_counter()
+    assert cli.main(["plan", "round_x", "--configfile", str(configfile)]) == 0
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 5, f"planning took {elapsed:.1f} s"
+    text = capsys.readouterr().out
+
+    plan = plan_round(_wcfg(configfile), "round_x")
+    (design,) = plan.designs
+    assert design["runs"] == 8 and design["full"] == 32
+    assert design["resolution"] == "III" and design["regular"]
+    runs = [r for r in plan.runs if "screen" in r.blocks]
+    assert len(runs) == 8
+    names = list(design["levels"])
+    signs = np.array([[1 if r.values[k] == max(r.values[k] for r in runs) else -1 for k in names]
+                      for r in runs])
+    assert (signs.sum(axis=0) == 0).all()  # balanced: every level in 4 runs
+    assert (signs.T @ signs == 8 * np.eye(5)).all()  # orthogonal main-effect columns
+    # resolution III: some main effect is one of the two-factor interactions' columns
+    assert design["aliases"] and all(" x " in a for a in design["aliases"])
+    main, *interactions = design["aliases"][0].split(" = ")
+    a, b = interactions[0].split(" x ")
+    col = names.index
+    assert (signs[:, col(main)] == signs[:, col(a)] * signs[:, col(b)]).all() or \
+        (signs[:, col(main)] == -signs[:, col(a)] * signs[:, col(b)]).all()
+    assert design["generators"] and design["defining_relation"]
+    # printed by `physweep plan` and stored in plan.json for the report
+    assert "resolution III" in text and "main effects aliased with two-factor interactions" in text
+    assert design["aliases"][0] in text
+    assert plan_records(_wcfg(configfile), plan)["designs"][0]["aliases"] == design["aliases"]
+
+
+def test_regular_fractions_take_the_highest_resolution():
+    for k, runs, res in [(4, 8, "IV"), (5, 16, "V"), (6, 16, "IV"), (7, 16, "IV"), (8, 16, "IV"),
+                         (6, 32, "VI"), (8, 64, "V"), (7, 8, "III")]:
+        gen = D.regular_generators(k, runs)
+        rows = D.fractional_2level([2] * k, gen)
+        assert len(set(rows)) == runs and D.is_balanced(rows, [2] * k)
+        assert D.alias_structure(rows, [2] * k, gen).resolution == res, (k, runs, gen)
+
+
+def test_mixed_level_search_is_bounded_and_lists_what_exists():
+    t0 = time.perf_counter()
+    with pytest.raises(D.DesignError) as exc:
+        D.balanced_fraction([3, 3, 3, 3, 3, 3], 24)  # a multiple of 3, none found
+    assert time.perf_counter() - t0 < 2.5
+    assert 18 in exc.value.allowed and 27 in exc.value.allowed  # L18, L27 projections
+    t0 = time.perf_counter()
+    rows = D.balanced_fraction([3, 3, 3, 3], 9)  # the L9 orthogonal array
+    assert time.perf_counter() - t0 < 2.5
+    assert len(rows) == 9 and D.is_balanced(rows, [3] * 4)
+    assert D.main_effects_estimable(rows, [3] * 4)
+    assert D.alias_structure(rows, [3] * 4).resolution == "III"
+
+
+def test_fractions_report_aliases_in_round_c_tight_design(wcfg):
+    wcfg.config["tight_designs"] = True
+    capacity = next(d for d in plan_round(wcfg, "round_c").designs if d["block"] == "capacity")
+    assert capacity["runs"] == 6 and capacity["resolution"] == "III"
+    assert any("partly aliased with model_dim x window_size" in a for a in capacity["aliases"])
+
+
+def test_report_effects_section_lists_the_design_aliases():
+    from physweep.report.effects import design_notes
+
+    notes = design_notes([{"block": "screen", "type": "fractional", "runs": 8, "full": 32,
+                           "resolution": "III", "aliases": ["a = b x c"]},
+                          {"block": "grid", "type": "grid", "runs": 9}])
+    assert notes == ["Block screen: fraction of 8 of 32 runs, resolution III: a = b x c."]
+
+
+def test_plan_table_lists_every_block_design(wcfg):
+    for name in wcfg.rounds:
+        plan = plan_round(wcfg, name)
+        text = format_table(wcfg, plan)
+        assert "designs:" in text and all(f"  {b}: " in text for b in plan.blocks)
 
 
 # ---- 2. numbers as YAML writes them

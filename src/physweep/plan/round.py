@@ -87,6 +87,7 @@ class RoundPlan:
     inherits: list[str]  # earlier rounds whose winners this round needs
     varied: list[str]  # knobs that take more than one value in the round
     baseline: list[str] = field(default_factory=list)
+    designs: list[dict[str, Any]] = field(default_factory=list)  # per block: design_info()
 
     def run(self, name: str) -> PlannedRun:
         try:
@@ -137,8 +138,9 @@ def _max_runs_allowed(wcfg: WorkflowConfig, count: int) -> str:
             f"(or more) in {wcfg.config_file} or pass --config max_runs={count}")
 
 
-def _design_rows(wcfg: WorkflowConfig, block: dict, levels: list[list[Any]], file: str,
-                 where: str, tight: bool, base_index: list[int]) -> list[tuple[int, ...]]:
+def _design_rows(wcfg: WorkflowConfig, block: dict, names: list[str], levels: list[list[Any]],
+                 file: str, where: str, tight: bool, base_index: list[int]
+                 ) -> tuple[list[tuple[int, ...]], dict[str, Any]]:
     design = block["tight"] if tight and "tight" in block else block["design"]
     key = f"{where}.tight" if design is block.get("tight") else f"{where}.design"
     n_levels = [len(v) for v in levels]
@@ -147,47 +149,93 @@ def _design_rows(wcfg: WorkflowConfig, block: dict, levels: list[list[Any]], fil
     if planned is not None and planned > max_runs(wcfg):
         raise ConfigError(file, key, f"the {kind} design of block '{block['name']}' has {planned} "
                           f"runs, more than max_runs", _max_runs_allowed(wcfg, planned))
+    generators = None
     try:
         if kind == "grid":
-            return designs.grid(n_levels)
-        if kind == "fractional":
+            rows = designs.grid(n_levels)
+        elif kind == "fractional":
             if "generators" in design:
-                return designs.fractional_2level(n_levels, design["generators"])
-            if not isinstance(design.get("runs"), int):
+                generators = design["generators"]
+                rows = designs.fractional_2level(n_levels, generators)
+            elif not isinstance(design.get("runs"), int):
                 raise ConfigError(file, f"{key}.runs", "a fractional design needs `runs` "
                                   "(balanced fraction) or `generators` (2-level)",
                                   f"runs in {designs.balanced_sizes(n_levels)}")
-            return designs.balanced_fraction(n_levels, design["runs"])
-        if kind == "lhs":
+            elif all(n == 2 for n in n_levels) and design["runs"] != designs.size(n_levels):
+                generators = designs.regular_generators(len(n_levels), design["runs"])
+                rows = designs.fractional_2level(n_levels, generators)
+            else:
+                rows = designs.balanced_fraction(n_levels, design["runs"])
+        elif kind == "lhs":
             if not isinstance(design.get("runs"), int):
                 raise ConfigError(file, f"{key}.runs", "an lhs design needs `runs`",
                                   "a multiple of every knob's number of levels")
-            return designs.latin_hypercube(n_levels, design["runs"], design.get("seed", 0))
-        if kind == "one_at_a_time":
-            return designs.one_at_a_time(n_levels, base_index)
+            rows = designs.latin_hypercube(n_levels, design["runs"], design.get("seed", 0))
+        elif kind == "one_at_a_time":
+            rows = designs.one_at_a_time(n_levels, base_index)
+        else:
+            raise ConfigError(file, f"{key}.type", f"unsupported design {kind!r}")
     except designs.DesignError as exc:
-        allowed = ", ".join(map(str, exc.allowed)) if exc.allowed else "none for these levels"
+        allowed = ", ".join(map(str, exc.allowed)) if exc.allowed else "none found for these levels"
         raise ConfigError(file, f"{key}.runs", str(exc), f"runs in [{allowed}]") from exc
-    raise ConfigError(file, f"{key}.type", f"unsupported design {kind!r}")
+    return rows, design_info(block["name"], key, kind, names, n_levels, rows, generators)
+
+
+def design_info(block: str, key: str, kind: str, names: list[str], n_levels: list[int],
+                rows: list[tuple[int, ...]], generators: str | None = None) -> dict[str, Any]:
+    """JSON-able description of a block's design; fractions add their resolution and aliases
+    (shown by `physweep plan`, stored in plan.json for the report's effects section)."""
+    full = math.prod(n_levels)
+    info: dict[str, Any] = {"block": block, "key": key, "type": kind, "runs": len(rows),
+                            "full": full, "levels": dict(zip(names, n_levels, strict=True))}
+    if kind != "fractional":
+        return info
+    if len(rows) == full:
+        info.update(resolution="full", regular=True, aliases=[], aliases_2fi=[])
+        return info
+    al = designs.alias_structure(rows, n_levels, generators)
+
+    def fi(pair: tuple[int, int]) -> str:
+        return f"{names[pair[0]]} x {names[pair[1]]}"
+
+    aliases = []
+    for i, name in enumerate(names):
+        fully = [fi(p) for m, p, f in al.main_2fi if m == i and f]
+        partly = [fi(p) for m, p, f in al.main_2fi if m == i and not f]
+        if fully:
+            aliases.append(" = ".join([name, *fully]))
+        if partly:
+            aliases.append(f"{name} partly aliased with {', '.join(partly)}")
+    info.update(resolution=al.resolution, regular=al.regular, aliases=aliases,
+                aliases_2fi=[f"{fi(p)} = {fi(q)}" for p, q in al.fi_fi])
+    if generators is not None:
+        tokens = [t.lstrip("+-") for t in generators.split()]
+        main = [i for i, t in enumerate(tokens) if len(t) == 1]
+        info["generators"] = {names[i]: "*".join(names[main[ord(ch) - 97]] for ch in t)
+                              for i, t in enumerate(tokens) if len(t) > 1}
+        info["defining_relation"] = ["*".join(names[j] for j in w) for w in al.words]
+    return info
 
 
 def _block_assignments(wcfg: WorkflowConfig, block: dict, base: dict[str, Any], file: str,
-                       where: str, tight: bool) -> list[dict[str, Any]]:
+                       where: str, tight: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if block["design"]["type"] == "list" and not (tight and "tight" in block):
         runs = block["design"]["runs"]
         if len(runs) > max_runs(wcfg):
             raise ConfigError(file, f"{where}.design.runs", f"the list design of block "
                               f"'{block['name']}' has {len(runs)} runs, more than max_runs",
                               _max_runs_allowed(wcfg, len(runs)))
-        return [{k: normalise_knob(k, v) for k, v in run.items()} for run in runs]
+        info = {"block": block["name"], "key": f"{where}.design", "type": "list",
+                "runs": len(runs)}
+        return [{k: normalise_knob(k, v) for k, v in run.items()} for run in runs], info
     names = list(block["knobs"])
     levels = [[normalise_knob(k, v) for v in block["knobs"][k]] for k in names]
     base_index = []
     for k, lv in zip(names, levels, strict=True):
         idx = [i for i, v in enumerate(lv) if K.same_value(v, base.get(k))]
         base_index.append(idx[0] if idx else 0)
-    rows = _design_rows(wcfg, block, levels, file, where, tight, base_index)
-    return [{k: levels[j][row[j]] for j, k in enumerate(names)} for row in rows]
+    rows, info = _design_rows(wcfg, block, names, levels, file, where, tight, base_index)
+    return [{k: levels[j][row[j]] for j, k in enumerate(names)} for row in rows], info
 
 
 def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any]] | None = None
@@ -222,6 +270,7 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
     block_values: dict[str, list[dict[str, Any]]] = {}
     block_sources: dict[str, str | None] = {}
     names: set[str] = set()
+    design_infos: list[dict[str, Any]] = []
 
     n_seeds = int(cfg["early_stop"]["baseline_seeds"])
     for seed in range(n_seeds):
@@ -256,7 +305,9 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
             raise ConfigError(file, "declares", f"block '{bname}' changes batch_tokens but the "
                               "round does not declare it", "declares: [batch_tokens]")
         values_list = []
-        for assignment in _block_assignments(wcfg, block, bbase, file, where, tight):
+        assignments, info = _block_assignments(wcfg, block, bbase, file, where, tight)
+        design_infos.append(info)
+        for assignment in assignments:
             values = dict(bbase)
             values.update(assignment)
             run_origin = dict(borigin)
@@ -306,7 +357,7 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
         round=name, file=file, title=rnd.get("title", name), objective=rnd["objective"],
         runs=runs, aliases=aliases, warnings=warnings, blocks=[b["name"] for b in rnd["blocks"]],
         block_sources=block_sources, inherits=[i["round"] for i in rnd.get("inherit", [])],
-        varied=varied, baseline=[r.name for r in runs if r.is_baseline],
+        varied=varied, baseline=[r.name for r in runs if r.is_baseline], designs=design_infos,
     )
 
 

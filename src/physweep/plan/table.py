@@ -79,6 +79,39 @@ def _units(x: float) -> str:
     return f"{x:.3g}" if x < 100 else f"{x:.0f}"
 
 
+def design_lines(plan: RoundPlan, limit: int = 8) -> list[str]:
+    """One line per block design; fractions add their resolution and alias structure."""
+    lines = []
+    for d in plan.designs:
+        levels = d.get("levels") or {}
+        shape = "x".join(str(n) for n in levels.values())
+        text = f"  {d['block']}: {d['type']}"
+        if d["type"] == "fractional":
+            res = d.get("resolution")
+            kind = "regular 2^(k-p)" if d.get("regular") and res != "full" else "balanced"
+            text += (f" {shape}, {d['runs']} of {d['full']} runs ({kind}), resolution {res}"
+                     if res != "full" else f" {shape}, {d['runs']} runs (the full grid)")
+            if d.get("generators"):
+                text += "; generators " + ", ".join(f"{k} = {v}"
+                                                    for k, v in d["generators"].items())
+        elif shape:
+            text += f" {shape}, {d['runs']} runs"
+        else:
+            text += f", {d['runs']} runs"
+        lines.append(text)
+        for label, items in (("main effects aliased with two-factor interactions",
+                              d.get("aliases")),
+                             ("two-factor interactions aliased with each other",
+                              d.get("aliases_2fi"))):
+            if items:
+                more = f"; ... {len(items) - limit} more" if len(items) > limit else ""
+                lines.append(f"    {label}: " + "; ".join(items[:limit]) + more)
+        if d["type"] == "fractional" and d.get("resolution") not in ("full", None) \
+                and not d.get("aliases"):
+            lines.append("    main effects clear of two-factor interactions")
+    return lines
+
+
 def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
     """JSON-able plan: runs with nominal/effective values, origins, warnings."""
     runs = []
@@ -101,6 +134,7 @@ def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
         "aliases": [{"block": a.block, "swept": a.swept, "alias_of": f"best of {a.alias_of_block}"}
                     for a in plan.aliases],
         "warnings": plan.warnings,
+        "designs": plan.designs,
         "compute": compute_summary(wcfg, plan),
     }
 
@@ -112,6 +146,8 @@ def format_table(wcfg: WorkflowConfig, plan: RoundPlan) -> str:
         f"{plan.round}: {plan.title}   (objective: {plan.objective}; preset: {wcfg.preset_name}; "
         f"{len(plan.runs)} runs; file: {plan.file})",
         compute_text(compute_summary(wcfg, plan)),
+        "designs:",
+        *design_lines(plan),
         "",
         "common to every run (nominal->effective; <-X = taken from the winner of X):",
     ]
