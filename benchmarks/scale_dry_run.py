@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             yaml.safe_dump(synthetic_round(args.levels)))
         cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
         cfg["rounds_dir"] = str(tmp / "rounds")
+        cfg["max_runs"] = n_runs + 3  # the grid and the baseline replicates (default 500)
         (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
         work = tmp / "physweep"
         work.mkdir()

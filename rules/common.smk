@@ -4,7 +4,7 @@ import json
 import sys
 
 from physweep.plan.config import load_workflow_config
-from physweep.plan.errors import ConfigError, ConfigErrors
+from physweep.plan.errors import ConfigError, ConfigErrors, UnknownRunError
 from physweep.plan.table import plan_records
 from physweep.plan.workflow import Workflow, rerun_hint
 
@@ -45,15 +45,28 @@ def suite_data(suite):
     return {s: f"{DATA}/{s}.nc" for s in splits}
 
 
+def known_run(wildcards):
+    """The run a job's {round}/{run} names. A name of the right shape that the plan does not
+    know (a mistyped target path) ends Snakemake with one line naming the nearest planned runs:
+    an exception here would be printed by Snakemake with a traceback."""
+    try:
+        return WF.plans[wildcards.round].run(wildcards.run)
+    except UnknownRunError as exc:
+        sys.exit(f"physweep: unknown run (nothing was run): {exc}")
+
+
 def get_template(wildcards):
+    known_run(wildcards)
     return WF.run_template(wildcards.round, wildcards.run)
 
 
 def get_winner_files(wildcards):
+    known_run(wildcards)
     return list(WF.winner_inputs(wildcards.round, wildcards.run).values())
 
 
 def get_winner_sources(wildcards):
+    known_run(wildcards)
     return list(WF.winner_inputs(wildcards.round, wildcards.run))
 
 
@@ -62,7 +75,7 @@ def get_objective(wildcards):
 
 
 def is_baseline(wildcards):
-    return wildcards.run in WF.baseline_runs(wildcards.round)
+    return known_run(wildcards).is_baseline
 
 
 def get_baseline_probe_evals(wildcards):

@@ -7,21 +7,44 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
+from physweep.io import load_yaml
 from physweep.plan.config import REPO_ROOT, load_workflow_config
 from physweep.plan.errors import ConfigError, ConfigErrors
-from physweep.plan.round import plan_round
+from physweep.plan.round import known_rounds, plan_round
 from physweep.plan.table import format_table, plan_records
 from physweep.plan.workflow import known_winners
 
 
 def _parse_overrides(items: list[str]) -> dict:
+    """KEY=VALUE pairs, VALUE as YAML (3e-4 and 1e5 are numbers, as in the config files)."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value)
+        out[key] = load_yaml(value)
     return out
+
+
+def _merge(config: dict, overrides: dict) -> dict:
+    """Nested update, as Snakemake merges --config into the config file (knobs={lr: 3e-4}
+    changes one knob, not the whole section)."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            _merge(config[key], value)
+        else:
+            config[key] = value
+    return config
+
+
+def _needed(wcfg, name: str) -> set[str]:
+    """The round and every round it inherits from, directly or not."""
+    seen, todo = set(), [name]
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        todo += [i["round"] for i in (wcfg.rounds.get(n) or {}).get("inherit", [])]
+    return seen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,24 +60,41 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     configfile = getattr(args, "configfile", str(REPO_ROOT / "config" / "config.yaml"))
+    failed = False
     try:
-        config = yaml.safe_load(Path(configfile).read_text())
-        config.update(_parse_overrides(getattr(args, "config", [])))
+        try:
+            config = load_yaml(Path(configfile).read_text())
+        except OSError as exc:
+            raise ConfigError(configfile, "<file>", f"cannot read: {exc.strerror}") from exc
+        _merge(config, _parse_overrides(getattr(args, "config", [])))
         wcfg = load_workflow_config(config, REPO_ROOT, configfile)
         if args.command == "rounds":
             for name, rnd in wcfg.rounds.items():
                 print(f"{name}: {rnd.get('title', '')} ({wcfg.round_files[name]})")
+            for name, errs in wcfg.broken.items():
+                print(f"{name}: cannot be planned: {errs.errors[0]}")
             return 0
-        names = [args.round] if args.round else list(wcfg.rounds)
+        if args.round and args.round not in wcfg.rounds and args.round not in wcfg.broken:
+            raise ConfigError(configfile, "round", f"unknown round '{args.round}'",
+                              known_rounds(wcfg))
+        names = [args.round] if args.round else [*wcfg.rounds, *wcfg.broken]
+        for name, text in zip(wcfg.broken, wcfg.warnings, strict=True):
+            if not args.round or name not in _needed(wcfg, args.round):
+                print(f"physweep: warning: {text}", file=sys.stderr)
         out = []
         for name in names:
-            plan = plan_round(wcfg, name, known_winners(wcfg, name, Path.cwd()))
+            if not args.round and name in wcfg.broken:
+                failed = True
+                print(f"physweep: config error:\n{wcfg.broken[name]}", file=sys.stderr)
+                continue
+            plan = plan_round(wcfg, name, known_winners(wcfg, name, Path.cwd())
+                              if name in wcfg.rounds else None)
             out.append(plan_records(wcfg, plan) if args.json else format_table(wcfg, plan))
     except (ConfigError, ConfigErrors) as exc:
         print(f"physweep: config error:\n{exc}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=2) if args.json else "\n\n".join(out))
-    return 0
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,33 @@ from typing import Any
 import yaml
 
 from physweep import __version__
+
+# Numbers as people (and YAML 1.2) write them: 3e-4, 1e5, 1.0e5, .5, -.5, +1e3. PyYAML resolves
+# YAML 1.1, where a float needs a dot and a signed exponent: `lr: 3e-4` would be the string "3e-4".
+FLOAT_RE = re.compile(r"""^[-+]?(?=[0-9_.]*[0-9])(?=.*[.eE])
+    (?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?$""", re.X)
+INT_RE = re.compile(r"^[-+]?[0-9][0-9_]*$")
+
+
+class YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads 3e-4, 1e5, 1.0e5, -.5 as floats (the YAML 1.2 spelling).
+
+    The extra resolver is tried after PyYAML's own int and float resolvers, so what YAML 1.1
+    already reads as a number is unchanged; it only turns would-be strings into floats."""
+
+
+YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_RE, list("-+0123456789."))
+
+
+def load_yaml(stream: Any) -> Any:
+    """Parse YAML text or an open file with :class:`YamlLoader` (every config, preset, round and
+    winners file is read through here)."""
+    return yaml.load(stream, Loader=YamlLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def read_yaml_file(path: str | os.PathLike[str]) -> Any:
+    return load_yaml(Path(path).read_text())
+
 
 PACKAGES = ("torch", "numpy", "xarray", "netCDF4", "pandas", "scipy", "snakemake", "pyDOE3")
 

@@ -118,6 +118,36 @@ def bad_data_key(root):
     _edit(root / "config" / "presets" / "demo.yaml", lambda d: d["data"].update(n_trian=12))
 
 
+def inheritance_cycle(root):
+    _edit(_round(root), lambda d: d.update(inherit=[{"round": "round_b", "knobs": ["steps"]}]))
+
+
+def name_not_file_name(root):
+    _edit(_round(root, "round_c"), lambda d: d.update(name="round_cc"))
+
+
+def design_over_max_runs(root):
+    levels = {"lr": [1e-4 * (i + 1) for i in range(8)], "warmup": [0.01 * (i + 1) for i in range(8)],
+              "sampler_temp": [0.3 + 0.05 * i for i in range(8)]}  # 8^3 = 512 > 500
+    _edit(_round(root), lambda d: d["blocks"][0].update(knobs=levels))
+
+
+def round_over_max_runs(root):
+    _edit(root / "config" / "config.yaml", lambda d: d.update(max_runs=12))  # round A: 13 runs
+
+
+def two_level_fraction_size(root):
+    knobs = {"lr": [2e-4, 4e-4], "warmup": [0.03, 0.06], "sampler_temp": [0.6, 0.8],
+             "guidance": [0.5, 1.5], "projection_weight": [0.5, 2.0]}
+    _edit(_round(root), lambda d: d["blocks"][0].update(
+        knobs=knobs, design={"type": "fractional", "runs": 12}))
+
+
+def preset_cannot_map_level(root):
+    _edit(_round(root, "round_c"), lambda d: d["blocks"][0].update(
+        knobs={"model_dim": [100]}, design={"type": "grid"}))
+
+
 BATTERY = [
     # (mutation, file that must be named, key that must be named, what must be said)
     (unknown_knob, "round_a.yaml", "blocks[0].knobs.learning_rate", "unknown knob"),
@@ -139,6 +169,14 @@ BATTERY = [
     (unknown_preset, "config.yaml", "preset", "no preset file"),
     (bad_data_key, "demo.yaml", "data", "n_trian"),
     (short_full_eval, "demo.yaml", "eval.full.horizon", "twice the training horizon"),
+    (inheritance_cycle, "round_a.yaml", "inherit[0].round", "round_a -> round_b -> round_a"),
+    (name_not_file_name, "round_c.yaml", "name", "'round_cc' differs from the file name"),
+    (design_over_max_runs, "round_a.yaml", "blocks[0].design", "has 512 runs, more than max_runs"),
+    (round_over_max_runs, "round_a.yaml", "blocks", "plans 13 runs"),
+    (two_level_fraction_size, "round_a.yaml", "blocks[0].design.runs",
+     "no regular two-level fraction of 12 runs"),
+    (preset_cannot_map_level, "demo.yaml", "sizes.model_dim.map",
+     "block 'capacity' of"),
 ]
 
 

@@ -1,8 +1,16 @@
 """Load and validate the workflow config, the active preset and every round file.
 
 Everything is checked here, at load time, before any job runs: schema errors, unknown knobs,
-bad values, duplicate round names, references to missing rounds. ``load_workflow_config`` is
-what the Snakefile and the ``physweep`` CLI call.
+bad values, round names that differ from their file names, duplicate round names, references to
+missing rounds, inheritance cycles. ``load_workflow_config`` is what the Snakefile and the
+``physweep`` CLI call. A bad config or preset is refused at once; a bad round file is set aside
+in ``WorkflowConfig.broken`` together with every round that inherits from it (directly or not),
+with a warning, so the other rounds still plan (``Workflow`` refuses them all together).
+
+YAML is read with :func:`physweep.io.load_yaml` (3e-4 is a number); a config Snakemake loaded
+itself (YAML 1.1, where `lr: 3e-4` is a string, and --config values it could not parse) has
+its number-like strings turned into numbers where the schema wants a number
+(:func:`physweep.plan.schema.coerce`).
 """
 
 from __future__ import annotations
@@ -15,9 +23,10 @@ from typing import Any
 
 import yaml
 
+from physweep.io import load_yaml
 from physweep.plan import knobs as K
 from physweep.plan.errors import ConfigError, ConfigErrors
-from physweep.plan.schema import check_knob_name, check_knob_value, load_schema, validate
+from physweep.plan.schema import check_knob_name, check_knob_value, coerce, load_schema, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,6 +42,10 @@ class WorkflowConfig:
     root: Path
     config_file: str = "config/config.yaml"
     preset_file: Path = field(default_factory=Path)
+    # round name -> why it cannot be planned: its file is broken, or it inherits from a round
+    # whose file is (the file's own errors included)
+    broken: dict[str, ConfigErrors] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # one per broken round file
 
     @property
     def preset_name(self) -> str:
@@ -46,7 +59,7 @@ class WorkflowConfig:
 def read_yaml(path: Path) -> Any:
     try:
         with open(path) as fh:
-            return yaml.safe_load(fh)
+            return load_yaml(fh)
     except FileNotFoundError:
         raise
     except yaml.YAMLError as exc:
@@ -54,10 +67,13 @@ def read_yaml(path: Path) -> Any:
 
 
 def normalise_knob(knob: str, value: Any) -> Any:
-    """One conversion per value: numbers declared `number` become float (1 -> 1.0)."""
+    """One conversion per value: numbers declared `number` become float (1 -> 1.0), whole
+    numbers declared `integer` become int (1.6e1 -> 16)."""
     spec = load_schema("knobs")["properties"].get(knob, {})
     if spec.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if spec.get("type") == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -71,7 +87,7 @@ def load_workflow_config(
 ) -> WorkflowConfig:
     """Validate ``config`` (as Snakemake loaded it) and load the preset and round files."""
     root = Path(root) if root else REPO_ROOT
-    config = copy.deepcopy(config)
+    config = coerce(copy.deepcopy(config), load_schema("config"))
     validate(config, "config", config_file)
     config["knobs"] = {k: normalise_knob(k, v) for k, v in config["knobs"].items()}
     missing = [k for k in K.KNOBS if k not in config["knobs"]]
@@ -94,26 +110,101 @@ def load_workflow_config(
         raise ConfigError(config_file, "rounds_dir", f"{rounds_dir} is not a directory")
     rounds: dict[str, dict[str, Any]] = {}
     files: dict[str, Path] = {}
-    errors: list[ConfigError] = []
+    broken: dict[str, list[ConfigError]] = {}
+    broken_files: dict[str, Path] = {}
     for path in sorted(rounds_dir.glob("*.yaml")):
-        data = read_yaml(path)
+        errors: list[ConfigError] = []
+        data = None
         try:
+            data = read_yaml(path)
             validate(data, "round", path)
+        except ConfigError as exc:
+            errors.append(exc)
         except ConfigErrors as exc:
             errors.extend(exc.errors)
+        declared = data.get("name") if isinstance(data, dict) else None
+        if not errors and declared != path.stem:
+            errors.append(ConfigError(str(path), "name", f"round name '{declared}' differs from "
+                                      f"the file name {path.name}", f"name: {path.stem} (the "
+                                      "file name without .yaml), or rename the file"))
+        if isinstance(declared, str) and declared in rounds:
+            errors.append(ConfigError(str(path), "name", f"duplicate round name '{declared}' "
+                                      f"(also in {files[declared]})",
+                                      "a name not used by another round file"))
+        if errors:
+            for name in dict.fromkeys([path.stem, declared]):
+                if isinstance(name, str) and name not in rounds and name not in broken:
+                    broken[name], broken_files[name] = errors, path
             continue
-        name = data["name"]
-        if name in rounds:
-            errors.append(ConfigError(str(path), "name", f"duplicate round name '{name}' "
-                                      f"(also in {files[name]})", "a name not used by another round file"))
-            continue
-        rounds[name], files[name] = data, path
-    if errors:
-        raise ConfigErrors(errors)
+        rounds[declared], files[declared] = data, path
+
     wcfg = WorkflowConfig(config, preset, rounds, files, root, config_file, preset_file)
-    for name in rounds:
-        check_round(wcfg, name)
+    for name in list(rounds):
+        try:
+            check_round(wcfg, name, set(broken))
+        except ConfigError as exc:
+            broken[name], broken_files[name] = [exc], files[name]
+    for name, errs in _cycles(rounds, files).items():
+        broken.setdefault(name, errs)
+        broken_files.setdefault(name, files[name])
+    # rounds that inherit from a broken round, directly or through others
+    changed = True
+    while changed:
+        changed = False
+        for name, rnd in rounds.items():
+            if name in broken:
+                continue
+            for i, inh in enumerate(rnd.get("inherit", [])):
+                if inh["round"] in broken:
+                    src = inh["round"]
+                    broken[name] = [ConfigError(
+                        str(files[name]), f"inherit[{i}].round", f"round '{name}' needs the "
+                        f"winners of round '{src}', which cannot be planned ({broken_files[src]})",
+                        f"fix {broken_files[src]} or remove this inherit entry")] + broken[src]
+                    broken_files.setdefault(name, files[name])
+                    changed = True
+                    break
+    for name in broken:
+        rounds.pop(name, None)
+        files.pop(name, None)
+    wcfg.broken = {n: ConfigErrors(list(dict.fromkeys(errs))) for n, errs in broken.items()}
+    wcfg.warnings = [f"round '{n}' ({broken_files[n]}) is not planned: {errs[0]}"
+                     + (f" (+{len(errs) - 1} more)" if len(errs) > 1 else "")
+                     for n, errs in broken.items()]
     return wcfg
+
+
+def _cycles(rounds: dict[str, dict[str, Any]], files: dict[str, Path]
+            ) -> dict[str, list[ConfigError]]:
+    """Rounds on an inheritance cycle (a inherits from b, b from a), each with the cycle spelled
+    out at its own inherit entry."""
+    out: dict[str, list[ConfigError]] = {}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for inh in rounds[name].get("inherit", []):
+            nxt = inh["round"]
+            if nxt not in rounds or nxt == name:
+                continue
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                text = " -> ".join(cycle)
+                for a, b in zip(cycle, cycle[1:], strict=False):
+                    i = next(j for j, x in enumerate(rounds[a]["inherit"]) if x["round"] == b)
+                    out.setdefault(a, []).append(ConfigError(
+                        str(files[a]), f"inherit[{i}].round", f"inheritance cycle {text}: every "
+                        "round in it waits for the winners of the next",
+                        "rounds that inherit only from rounds that do not inherit from them; "
+                        "remove one inherit entry of the cycle"))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[name] = 2
+
+    for name in rounds:
+        if name not in state:
+            visit(name, [name])
+    return out
 
 
 def check_preset_sections(preset: dict[str, Any], preset_file: Path) -> None:
@@ -134,11 +225,14 @@ def check_preset_sections(preset: dict[str, Any], preset_file: Path) -> None:
             raise ConfigError(str(preset_file), f"eval.{name}", str(exc)) from exc
 
 
-def check_round(wcfg: WorkflowConfig, name: str) -> None:
-    """Semantic checks of one round beyond its schema (knob names and values, references)."""
+def check_round(wcfg: WorkflowConfig, name: str, broken: set[str] | frozenset[str] = frozenset()
+                ) -> None:
+    """Semantic checks of one round beyond its schema (knob names and values, references).
+    ``broken``: names of rounds whose files could not be read (a reference to them is not an
+    unknown round; the caller refuses the round with that file's errors)."""
     rnd, f = wcfg.rounds[name], wcfg.round_files[name]
     for i, inh in enumerate(rnd.get("inherit", [])):
-        if inh["round"] not in wcfg.rounds:
+        if inh["round"] not in wcfg.rounds and inh["round"] not in broken:
             raise ConfigError(f, f"inherit[{i}].round", f"unknown round '{inh['round']}'",
                               ", ".join(sorted(set(wcfg.rounds) - {name})) or "no other rounds")
         if inh["round"] == name:

@@ -20,3 +20,12 @@ class ConfigErrors(ValueError):
     def __init__(self, errors: list[ConfigError]):
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
+
+
+class UnknownRunError(ConfigError, KeyError):
+    """A run name of the right shape that the plan does not know (a mistyped target path).
+
+    A KeyError too (a missing key of the plan), but printed as the one-line ConfigError."""
+
+    def __str__(self) -> str:
+        return ValueError.__str__(self)

@@ -9,6 +9,8 @@ file exists; `physweep.plan.spec.build_spec` resolves them when the job runs.
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,7 +19,7 @@ from typing import Any
 from physweep.plan import designs
 from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig, normalise_knob
-from physweep.plan.errors import ConfigError
+from physweep.plan.errors import ConfigError, UnknownRunError
 from physweep.plan.sizes import effective_batch, effective_size
 
 # The shape every run name has (``knob~value`` pairs joined by ``_``, ``baseline_seed~N``):
@@ -85,12 +87,15 @@ class RoundPlan:
     inherits: list[str]  # earlier rounds whose winners this round needs
     varied: list[str]  # knobs that take more than one value in the round
     baseline: list[str] = field(default_factory=list)
+    designs: list[dict[str, Any]] = field(default_factory=list)  # per block: design_info()
 
     def run(self, name: str) -> PlannedRun:
         try:
             return self._by_name[name]
         except KeyError:
-            raise KeyError(f"round {self.round} has no run {name!r}") from None
+            near = difflib.get_close_matches(name, list(self._by_name), n=3, cutoff=0.0)
+            raise UnknownRunError(self.file, "run", f"round {self.round} has no run {name!r}",
+                                  "nearest planned: " + ", ".join(near)) from None
 
     @cached_property
     def _by_name(self) -> dict[str, PlannedRun]:
@@ -106,57 +111,142 @@ def _key(values: dict[str, Any], seed: int, batch: int) -> tuple:
     )
 
 
-def _design_rows(block: dict, levels: list[list[Any]], file: str, where: str,
-                 tight: bool, base_index: list[int]) -> list[tuple[int, ...]]:
+def _design_size(design: dict, n_levels: list[int]) -> int | None:
+    """Runs a design will have, known before it is built (None: the design decides)."""
+    kind = design["type"]
+    if kind == "grid":
+        return math.prod(n_levels)
+    if kind == "one_at_a_time":
+        return 1 + sum(n - 1 for n in n_levels)
+    if kind == "list":
+        return len(design.get("runs") or [])
+    if kind == "fractional" and "generators" in design:
+        return 2 ** sum(1 for t in design["generators"].split() if len(t.lstrip("+-")) == 1)
+    runs = design.get("runs")
+    return runs if isinstance(runs, int) else None
+
+
+DEFAULT_MAX_RUNS = 500  # config key max_runs: the most runs a round may plan
+
+
+def max_runs(wcfg: WorkflowConfig) -> int:
+    return int(wcfg.config.get("max_runs", DEFAULT_MAX_RUNS))
+
+
+def _max_runs_allowed(wcfg: WorkflowConfig, count: int) -> str:
+    return (f"at most max_runs = {max_runs(wcfg)} runs; to allow {count}, set max_runs: {count} "
+            f"(or more) in {wcfg.config_file} or pass --config max_runs={count}")
+
+
+def _design_rows(wcfg: WorkflowConfig, block: dict, names: list[str], levels: list[list[Any]],
+                 file: str, where: str, tight: bool, base_index: list[int]
+                 ) -> tuple[list[tuple[int, ...]], dict[str, Any]]:
     design = block["tight"] if tight and "tight" in block else block["design"]
     key = f"{where}.tight" if design is block.get("tight") else f"{where}.design"
     n_levels = [len(v) for v in levels]
     kind = design["type"]
+    planned = _design_size(design, n_levels)
+    if planned is not None and planned > max_runs(wcfg):
+        raise ConfigError(file, key, f"the {kind} design of block '{block['name']}' has {planned} "
+                          f"runs, more than max_runs", _max_runs_allowed(wcfg, planned))
+    generators = None
     try:
         if kind == "grid":
-            return designs.grid(n_levels)
-        if kind == "fractional":
+            rows = designs.grid(n_levels)
+        elif kind == "fractional":
             if "generators" in design:
-                return designs.fractional_2level(n_levels, design["generators"])
-            if not isinstance(design.get("runs"), int):
+                generators = design["generators"]
+                rows = designs.fractional_2level(n_levels, generators)
+            elif not isinstance(design.get("runs"), int):
                 raise ConfigError(file, f"{key}.runs", "a fractional design needs `runs` "
                                   "(balanced fraction) or `generators` (2-level)",
                                   f"runs in {designs.balanced_sizes(n_levels)}")
-            return designs.balanced_fraction(n_levels, design["runs"])
-        if kind == "lhs":
+            elif all(n == 2 for n in n_levels) and design["runs"] != designs.size(n_levels):
+                generators = designs.regular_generators(len(n_levels), design["runs"])
+                rows = designs.fractional_2level(n_levels, generators)
+            else:
+                rows = designs.balanced_fraction(n_levels, design["runs"])
+        elif kind == "lhs":
             if not isinstance(design.get("runs"), int):
                 raise ConfigError(file, f"{key}.runs", "an lhs design needs `runs`",
                                   "a multiple of every knob's number of levels")
-            return designs.latin_hypercube(n_levels, design["runs"], design.get("seed", 0))
-        if kind == "one_at_a_time":
-            return designs.one_at_a_time(n_levels, base_index)
+            rows = designs.latin_hypercube(n_levels, design["runs"], design.get("seed", 0))
+        elif kind == "one_at_a_time":
+            rows = designs.one_at_a_time(n_levels, base_index)
+        else:
+            raise ConfigError(file, f"{key}.type", f"unsupported design {kind!r}")
     except designs.DesignError as exc:
-        allowed = ", ".join(map(str, exc.allowed)) if exc.allowed else "none for these levels"
+        allowed = ", ".join(map(str, exc.allowed)) if exc.allowed else "none found for these levels"
         raise ConfigError(file, f"{key}.runs", str(exc), f"runs in [{allowed}]") from exc
-    raise ConfigError(file, f"{key}.type", f"unsupported design {kind!r}")
+    return rows, design_info(block["name"], key, kind, names, n_levels, rows, generators)
 
 
-def _block_assignments(block: dict, base: dict[str, Any], file: str, where: str,
-                       tight: bool) -> list[dict[str, Any]]:
+def design_info(block: str, key: str, kind: str, names: list[str], n_levels: list[int],
+                rows: list[tuple[int, ...]], generators: str | None = None) -> dict[str, Any]:
+    """JSON-able description of a block's design; fractions add their resolution and aliases
+    (shown by `physweep plan`, stored in plan.json for the report's effects section)."""
+    full = math.prod(n_levels)
+    info: dict[str, Any] = {"block": block, "key": key, "type": kind, "runs": len(rows),
+                            "full": full, "levels": dict(zip(names, n_levels, strict=True))}
+    if kind != "fractional":
+        return info
+    if len(rows) == full:
+        info.update(resolution="full", regular=True, aliases=[], aliases_2fi=[])
+        return info
+    al = designs.alias_structure(rows, n_levels, generators)
+
+    def fi(pair: tuple[int, int]) -> str:
+        return f"{names[pair[0]]} x {names[pair[1]]}"
+
+    aliases = []
+    for i, name in enumerate(names):
+        fully = [fi(p) for m, p, f in al.main_2fi if m == i and f]
+        partly = [fi(p) for m, p, f in al.main_2fi if m == i and not f]
+        if fully:
+            aliases.append(" = ".join([name, *fully]))
+        if partly:
+            aliases.append(f"{name} partly aliased with {', '.join(partly)}")
+    info.update(resolution=al.resolution, regular=al.regular, aliases=aliases,
+                aliases_2fi=[f"{fi(p)} = {fi(q)}" for p, q in al.fi_fi])
+    if generators is not None:
+        tokens = [t.lstrip("+-") for t in generators.split()]
+        main = [i for i, t in enumerate(tokens) if len(t) == 1]
+        info["generators"] = {names[i]: "*".join(names[main[ord(ch) - 97]] for ch in t)
+                              for i, t in enumerate(tokens) if len(t) > 1}
+        info["defining_relation"] = ["*".join(names[j] for j in w) for w in al.words]
+    return info
+
+
+def _block_assignments(wcfg: WorkflowConfig, block: dict, base: dict[str, Any], file: str,
+                       where: str, tight: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if block["design"]["type"] == "list" and not (tight and "tight" in block):
-        return [{k: normalise_knob(k, v) for k, v in run.items()} for run in block["design"]["runs"]]
+        runs = block["design"]["runs"]
+        if len(runs) > max_runs(wcfg):
+            raise ConfigError(file, f"{where}.design.runs", f"the list design of block "
+                              f"'{block['name']}' has {len(runs)} runs, more than max_runs",
+                              _max_runs_allowed(wcfg, len(runs)))
+        info = {"block": block["name"], "key": f"{where}.design", "type": "list",
+                "runs": len(runs)}
+        return [{k: normalise_knob(k, v) for k, v in run.items()} for run in runs], info
     names = list(block["knobs"])
     levels = [[normalise_knob(k, v) for v in block["knobs"][k]] for k in names]
     base_index = []
     for k, lv in zip(names, levels, strict=True):
         idx = [i for i, v in enumerate(lv) if K.same_value(v, base.get(k))]
         base_index.append(idx[0] if idx else 0)
-    rows = _design_rows(block, levels, file, where, tight, base_index)
-    return [{k: levels[j][row[j]] for j, k in enumerate(names)} for row in rows]
+    rows, info = _design_rows(wcfg, block, names, levels, file, where, tight, base_index)
+    return [{k: levels[j][row[j]] for j, k in enumerate(names)} for row in rows], info
 
 
 def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any]] | None = None
                ) -> RoundPlan:
     """Plan round ``name``. ``winners`` maps a source ("round:round_a", "block:optimizer") to
     its winner's knob values when already known (shown in the table; the DAG stays symbolic)."""
+    if name in wcfg.broken:
+        raise wcfg.broken[name]
     if name not in wcfg.rounds:
         raise ConfigError(wcfg.config_file, "round", f"unknown round '{name}'",
-                          ", ".join(sorted(wcfg.rounds)))
+                          known_rounds(wcfg))
     winners = winners or {}
     rnd, file = wcfg.rounds[name], str(wcfg.round_files[name])
     cfg = wcfg.config
@@ -180,6 +270,7 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
     block_values: dict[str, list[dict[str, Any]]] = {}
     block_sources: dict[str, str | None] = {}
     names: set[str] = set()
+    design_infos: list[dict[str, Any]] = []
 
     n_seeds = int(cfg["early_stop"]["baseline_seeds"])
     for seed in range(n_seeds):
@@ -214,7 +305,9 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
             raise ConfigError(file, "declares", f"block '{bname}' changes batch_tokens but the "
                               "round does not declare it", "declares: [batch_tokens]")
         values_list = []
-        for assignment in _block_assignments(block, bbase, file, where, tight):
+        assignments, info = _block_assignments(wcfg, block, bbase, file, where, tight)
+        design_infos.append(info)
+        for assignment in assignments:
             values = dict(bbase)
             values.update(assignment)
             run_origin = dict(borigin)
@@ -252,15 +345,26 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
             by_key[key] = run
         block_values[bname] = values_list
 
-    _check_sizes(wcfg, runs)
+    if len(runs) > max_runs(wcfg):
+        per_block = ", ".join(f"{b}: {sum(1 for r in runs if r.block == b)}"
+                              for b in ["baseline", *block_sources])
+        raise ConfigError(file, "blocks", f"round {name} plans {len(runs)} runs ({per_block}), "
+                          "more than max_runs", _max_runs_allowed(wcfg, len(runs)))
+    _check_sizes(wcfg, runs, rnd, file)
     varied = _varied(runs)
     warnings = _guardrails(rnd, file, varied, runs) + _probe_twins(wcfg, runs)
     return RoundPlan(
         round=name, file=file, title=rnd.get("title", name), objective=rnd["objective"],
         runs=runs, aliases=aliases, warnings=warnings, blocks=[b["name"] for b in rnd["blocks"]],
         block_sources=block_sources, inherits=[i["round"] for i in rnd.get("inherit", [])],
-        varied=varied, baseline=[r.name for r in runs if r.is_baseline],
+        varied=varied, baseline=[r.name for r in runs if r.is_baseline], designs=design_infos,
     )
+
+
+def known_rounds(wcfg: WorkflowConfig) -> str:
+    """The round names a target or `physweep plan` may use (broken round files marked)."""
+    return ", ".join([*sorted(wcfg.rounds), *(f"{n} (broken file)" for n in sorted(wcfg.broken))]
+                     ) or "none"
 
 
 def _is_alias(values: dict[str, Any], ffb: dict, source_values: list[dict[str, Any]]) -> bool:
@@ -280,16 +384,26 @@ def _is_alias(values: dict[str, Any], ffb: dict, source_values: list[dict[str, A
     return True
 
 
-def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> None:
+def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun], rnd: dict, file: str) -> None:
     """Every concrete size of every run must map to an effective size in the preset, and the
-    full evaluation must roll out to at least twice every run's (effective) training horizon."""
+    full evaluation must roll out to at least twice every run's (effective) training horizon.
+    A size the preset cannot map is reported with the preset key and where the round sets it."""
     pfile = str(wcfg.preset_file)
     full_horizon = int(wcfg.preset["eval"]["full"].get("horizon", 0))
     for r in runs:
         for k in K.SIZE_KNOBS:
             if not isinstance(r.values[k], Pending):
-                effective_size(wcfg.preset, k, r.values[k], pfile)
-        effective_batch(wcfg.preset, r.batch_tokens, pfile)
+                try:
+                    effective_size(wcfg.preset, k, r.values[k], pfile)
+                except ConfigError as exc:
+                    raise ConfigError(exc.file, exc.key, f"{exc.problem}, used by "
+                                      f"{_where_set(wcfg, rnd, file, r, k)}", exc.allowed) from None
+        try:
+            effective_batch(wcfg.preset, r.batch_tokens, pfile)
+        except ConfigError as exc:
+            raise ConfigError(exc.file, exc.key, f"{exc.problem}, used by run '{r.name}' of block "
+                              f"'{r.block}' ({file}: batch_tokens {r.batch_tokens}"
+                              f"{', ' + r.batch_rule if r.batch_rule else ''})", exc.allowed) from None
         if not isinstance(r.values["max_horizon"], Pending):
             h = effective_size(wcfg.preset, "max_horizon", r.values["max_horizon"], pfile)
             if full_horizon < 2 * h:
@@ -297,6 +411,29 @@ def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> None:
                                   f"full-eval horizon {full_horizon} is shorter than twice the "
                                   f"training horizon {h} of run '{r.name}' (max_horizon "
                                   f"{r.values['max_horizon']})", f"an integer >= {2 * h}")
+
+
+def _where_set(wcfg: WorkflowConfig, rnd: dict, file: str, run: PlannedRun, knob: str) -> str:
+    """Where ``rnd`` sets ``knob`` for ``run``: "run 'model_dim~100' of block 'capacity' of
+    round_c.yaml (key blocks[0].knobs.model_dim)"."""
+    index = {b["name"]: i for i, b in enumerate(rnd["blocks"])}
+    origin = run.origin.get(knob, "")
+    blocks = [b for b in run.blocks if b in index]
+    b = blocks[0] if blocks else None
+    where = f"blocks[{index[b]}]" if b is not None else None
+    if origin == "swept" and where is not None:
+        design = rnd["blocks"][index[b]]["design"]
+        key = f"{where}.design.runs" if design["type"] == "list" else f"{where}.knobs.{knob}"
+    elif origin == "block fixed" and where is not None:
+        key = f"{where}.fixed.{knob}"
+    elif origin == "round fixed":
+        key = f"fixed.{knob}"
+    elif origin.startswith(("winner", "best")):
+        key = f"{knob} ({origin})"
+    else:
+        return (f"run '{run.name}' of block '{run.block}' of {file} (the default knobs.{knob} "
+                f"of {wcfg.config_file})")
+    return f"run '{run.name}' of block '{run.block}' of {file} (key {key})"
 
 
 CURRICULUM_KNOBS = ("max_horizon", "freeze_bottom_layers_on_expand")

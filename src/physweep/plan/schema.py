@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 from referencing import Registry, Resource
 
+from physweep.io import FLOAT_RE, INT_RE, load_yaml
 from physweep.plan.errors import ConfigError, ConfigErrors
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -18,7 +18,42 @@ SCHEMAS = ("knobs", "config", "preset", "round")
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
-    return yaml.safe_load((SCHEMA_DIR / f"{name}.schema.yaml").read_text())
+    return load_yaml((SCHEMA_DIR / f"{name}.schema.yaml").read_text())
+
+
+def coerce(data: Any, schema: dict[str, Any]) -> Any:
+    """Numbers written as strings -> numbers where ``schema`` wants one ("3e-4" for a `number`,
+    "100" or "2e4" for an `integer`; a whole float like 2e4 -> 20000 for an `integer`),
+    "true"/"false" -> booleans where it wants a boolean; everything else unchanged. For configs
+    not read by :func:`physweep.io.load_yaml`: Snakemake loads --configfile with YAML 1.1
+    (`lr: 3e-4` is a string there) and parses --config values it cannot read as int/float with
+    a loader that returns strings (`--config 'compute={...}'`)."""
+    ref = schema.get("$ref", "")
+    if ref.endswith(".schema.yaml"):
+        schema = load_schema(ref.removesuffix(".schema.yaml"))
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    if isinstance(data, float) and "integer" in types and "number" not in types \
+            and data.is_integer():
+        return int(data)  # budget_steps: 2e4
+    if isinstance(data, str):
+        text = data.strip()
+        if "integer" in types and INT_RE.match(text):
+            return int(text)
+        if "integer" in types and FLOAT_RE.match(text) and float(text).is_integer():
+            return int(float(text))
+        if "number" in types and (INT_RE.match(text) or FLOAT_RE.match(text)):
+            return int(text) if INT_RE.match(text) else float(text)
+        if "boolean" in types and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        return data
+    if isinstance(data, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: coerce(v, props[k]) if k in props else
+                coerce(v, extra) if isinstance(extra, dict) else v for k, v in data.items()}
+    if isinstance(data, list) and isinstance(schema.get("items"), dict):
+        return [coerce(v, schema["items"]) for v in data]
+    return data
 
 
 @cache

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from physweep.io import load_yaml
 from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.errors import ConfigError
@@ -49,7 +48,7 @@ def template(wcfg: WorkflowConfig, plan: RoundPlan, run: PlannedRun) -> dict[str
 
 def winner_knobs(path: str | Path) -> dict[str, Any]:
     """Knob values of the best run recorded in a round or block winner file."""
-    data = yaml.safe_load(Path(path).read_text())
+    data = load_yaml(Path(path).read_text())
     return dict(data["best"]["knobs"])
 
 

@@ -45,6 +45,73 @@ def _batch_text(wcfg: WorkflowConfig, run) -> str:
     return text + (f" ({run.batch_rule})" if run.batch_rule else "")
 
 
+def compute_summary(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
+    """Training jobs and compute of a round before anything runs, in budget units: 1 unit = one
+    run's full training budget (budget_steps x ref_batch_tokens tokens, the same for every run
+    of a round). Every run trains to the probe point (probe_fraction of the budget); baseline
+    replicates and the runs that pass the early-stop rule train on to the end."""
+    fraction = float(wcfg.config["early_stop"]["probe_fraction"])
+    n, n_base = len(plan.runs), len(plan.baseline)
+    comp = wcfg.config["compute"]
+    steps = effective_size(wcfg.preset, "budget_steps", int(comp["budget_steps"]),
+                           str(wcfg.preset_file))
+    return {
+        "runs": n, "probe_jobs": n, "continuations_min": n_base, "continuations_max": n,
+        "training_jobs_min": n + n_base, "training_jobs_max": 2 * n,
+        "budget_units_min": round(n_base + (n - n_base) * fraction, 3),
+        "budget_units_max": float(n), "probe_fraction": fraction,
+        "unit": f"{comp['budget_steps']} steps x {comp['ref_batch_tokens']} tokens nominal "
+                f"({steps} steps at preset {wcfg.preset_name})",
+    }
+
+
+def compute_text(summary: dict[str, Any]) -> str:
+    s = summary
+    return (f"training jobs: {s['training_jobs_min']}-{s['training_jobs_max']} ({s['runs']} runs "
+            f"to the probe point, then {s['continuations_min']}-{s['continuations_max']} "
+            f"continuations: the baseline replicates and the runs the early-stop rule keeps)\n"
+            f"compute: {_units(s['budget_units_min'])}-{_units(s['budget_units_max'])} budget "
+            f"units (1 unit = one run's full training budget, {s['unit']}; a run stopped at the "
+            f"probe costs {s['probe_fraction']:g})")
+
+
+def _units(x: float) -> str:
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
+def design_lines(plan: RoundPlan, limit: int = 8) -> list[str]:
+    """One line per block design; fractions add their resolution and alias structure."""
+    lines = []
+    for d in plan.designs:
+        levels = d.get("levels") or {}
+        shape = "x".join(str(n) for n in levels.values())
+        text = f"  {d['block']}: {d['type']}"
+        if d["type"] == "fractional":
+            res = d.get("resolution")
+            kind = "regular 2^(k-p)" if d.get("regular") and res != "full" else "balanced"
+            text += (f" {shape}, {d['runs']} of {d['full']} runs ({kind}), resolution {res}"
+                     if res != "full" else f" {shape}, {d['runs']} runs (the full grid)")
+            if d.get("generators"):
+                text += "; generators " + ", ".join(f"{k} = {v}"
+                                                    for k, v in d["generators"].items())
+        elif shape:
+            text += f" {shape}, {d['runs']} runs"
+        else:
+            text += f", {d['runs']} runs"
+        lines.append(text)
+        for label, items in (("main effects aliased with two-factor interactions",
+                              d.get("aliases")),
+                             ("two-factor interactions aliased with each other",
+                              d.get("aliases_2fi"))):
+            if items:
+                more = f"; ... {len(items) - limit} more" if len(items) > limit else ""
+                lines.append(f"    {label}: " + "; ".join(items[:limit]) + more)
+        if d["type"] == "fractional" and d.get("resolution") not in ("full", None) \
+                and not d.get("aliases"):
+            lines.append("    main effects clear of two-factor interactions")
+    return lines
+
+
 def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
     """JSON-able plan: runs with nominal/effective values, origins, warnings."""
     runs = []
@@ -67,6 +134,8 @@ def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
         "aliases": [{"block": a.block, "swept": a.swept, "alias_of": f"best of {a.alias_of_block}"}
                     for a in plan.aliases],
         "warnings": plan.warnings,
+        "designs": plan.designs,
+        "compute": compute_summary(wcfg, plan),
     }
 
 
@@ -76,6 +145,9 @@ def format_table(wcfg: WorkflowConfig, plan: RoundPlan) -> str:
     lines = [
         f"{plan.round}: {plan.title}   (objective: {plan.objective}; preset: {wcfg.preset_name}; "
         f"{len(plan.runs)} runs; file: {plan.file})",
+        compute_text(compute_summary(wcfg, plan)),
+        "designs:",
+        *design_lines(plan),
         "",
         "common to every run (nominal->effective; <-X = taken from the winner of X):",
     ]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from physweep.plan.config import WorkflowConfig
+from physweep.plan.errors import ConfigErrors
 from physweep.plan.round import RUN_NAME_REGEX, RoundPlan, plan_round
 from physweep.plan.spec import template, winner_knobs
 
@@ -53,11 +54,19 @@ def known_winners(wcfg: WorkflowConfig, round_name: str, workdir: Path) -> dict[
 
 
 class Workflow:
-    """All rounds planned once at parse time; answers the rules' questions."""
+    """All rounds planned once at parse time; answers the rules' questions.
+
+    Every round is planned: round files set aside by ``load_workflow_config`` (broken, or
+    inheriting from a broken one) are refused here, all of them in one ConfigErrors, since the
+    workflow's targets (the cross-round index, every round's rule) need every round. `physweep
+    plan <round>` plans a single round instead and only warns about unrelated broken files."""
 
     def __init__(self, wcfg: WorkflowConfig):
         self.wcfg = wcfg
         self.results = wcfg.results_dir
+        if wcfg.broken:
+            raise ConfigErrors(list(dict.fromkeys(
+                e for errs in wcfg.broken.values() for e in errs.errors)))
         self.plans: dict[str, RoundPlan] = {name: plan_round(wcfg, name) for name in wcfg.rounds}
 
     @property
@@ -96,7 +105,8 @@ class Workflow:
         A shape, not the alternation of every planned name: Snakemake embeds the constraint in
         every file pattern, and a 1,000-name alternation made each pattern tens of kB long
         (dry runs 2-3x slower). Names of the right shape that the plan does not know are
-        refused by the input functions (``RoundPlan.run``: "round X has no run Y").
+        refused by the input functions (``RoundPlan.run`` raises UnknownRunError, "round X has
+        no run Y" with the nearest planned names; ``rules/common.smk`` prints it as one line).
         """
         return RUN_NAME_REGEX
 

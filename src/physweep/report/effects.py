@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["EffectsResult", "estimate_effects", "playbook_pairs"]
+__all__ = ["EffectsResult", "design_notes", "estimate_effects", "playbook_pairs"]
 
 MAX_GRID = 50_000  # LS-mean grid cap (product of level counts)
 
@@ -304,6 +304,24 @@ def estimate_effects(
     return EffectsResult(response=response, n_runs=n, factors=factors, fixed=fixed, main=main,
                          anova=anova, interactions=inter, notes=_dedupe(notes),
                          residual_df=int(max(resid_df, 0)), labels=labels)
+
+
+def design_notes(designs: Iterable[Mapping]) -> list[str]:
+    """What each fractional block of the plan (plan.json ``designs``) confounds, from the
+    planner's alias structure: resolution and main effects aliased with two-factor interactions
+    -- the reason an effect below may be a sum of effects."""
+    out = []
+    for d in designs if isinstance(designs, list) else []:
+        if not isinstance(d, Mapping) or d.get("type") != "fractional" \
+                or d.get("resolution") in (None, "full"):
+            continue
+        text = (f"Block {d.get('block')}: fraction of {d.get('runs')} of {d.get('full')} runs, "
+                f"resolution {d.get('resolution')}")
+        aliases = list(d.get("aliases") or [])
+        text += (": " + "; ".join(aliases[:8]) + (" ..." if len(aliases) > 8 else "")
+                 if aliases else ": main effects clear of two-factor interactions")
+        out.append(text + ".")
+    return out
 
 
 def short_label(label: str) -> str:

@@ -17,7 +17,7 @@ from physweep import __version__
 from physweep.io import atomic_path, code_version, write_text
 from physweep.plan.workflow import rerun_hint
 from physweep.report import figures as F
-from physweep.report.effects import EffectsResult, estimate_effects, short_label
+from physweep.report.effects import EffectsResult, design_notes, estimate_effects, short_label
 from physweep.report.html import (
     NOT_MEASURED,
     cell,
@@ -556,7 +556,8 @@ def _effects_response(df: pd.DataFrame, dec: Mapping[str, Any], statuses) -> tup
     return pd.Series(vals, index=df.index, dtype=float), src
 
 
-def _effects_section(df, dec, objective, statuses) -> tuple[EffectsResult | None, str, str]:
+def _effects_section(df, dec, objective, statuses, designs=None
+                     ) -> tuple[EffectsResult | None, str, str]:
     knob_cols = [c for c in df.columns if c.startswith("knob.")]
     if not knob_cols:
         return None, "No swept knobs in the ranking: no effects to estimate.", \
@@ -598,7 +599,7 @@ def _effects_section(df, dec, objective, statuses) -> tuple[EffectsResult | None
                   m["effect"]] for _, m in eff.main.iterrows()]
     main_html = simple_table(["knob", "level", "runs", "raw mean", "adjusted mean (model)",
                               "effect (vs mean of levels)"], main_rows) if main_rows else ""
-    notes = eff.notes or ["Every requested effect was estimable."]
+    notes = design_notes(designs) + (eff.notes or ["Every requested effect was estimable."])
     fixed = ", ".join(f"{k} = {fmt(v)}" for k, v in eff.fixed.items())
     html = (f"<p>{explain}</p>"
             + (f"<p class=\"muted\">Swept but constant among the runs used: {esc(fixed)}.</p>"
@@ -898,7 +899,8 @@ def build_round_report(
     rel_runs = promoted or winners
     rel_note = "" if promoted else ("no promoted run: winner(s) shown" if winners else "")
     rel_curves = {r: c for r in rel_runs if (c := _calibration(evals.get(r))) is not None}
-    eff, eff_caption, eff_html = _effects_section(df, dec, objective, statuses)
+    eff, eff_caption, eff_html = _effects_section(df, dec, objective, statuses,
+                                                  plan.get("designs"))
     resp_label = f"{objective} at the probe point (lower is better)"
     pngs = {
         "learning_curves": F.learning_curves_figure(
