@@ -26,13 +26,15 @@ rule all:
 
 
 # One named target per round: `snakemake round_c` builds results/round_c/report.html (and the
-# rounds it inherits winners from, through their winners files).
+# rounds it inherits winners from, through their winners files), and rebuilds any file of the
+# round that is missing, with everything that depends on it (get_round_products).
 for _round in WF.rounds:
 
     rule:
         name:
             _round
         input:
-            f"{R}/{_round}/report.html",
+            products=lambda wildcards, round_name=_round: get_round_products(round_name),
+            decided=lambda wildcards, round_name=_round: get_round_decided_products(round_name),
         localrule: True
         default_target: False
