@@ -20,6 +20,12 @@ include: "rules/select.smk"
 include: "rules/report.smk"
 
 
+# `--config use_gpu=false` (clusters without GPUs): no job requests a GPU, whatever the preset,
+# the profile's set-resources or the command line ask; training and evaluation run on CPU.
+if not config.get("use_gpu", True):
+    drop_gpu_requests(workflow.rules)
+
+
 rule all:
     input:
         f"{R}/report.html",

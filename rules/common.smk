@@ -8,6 +8,10 @@ from physweep.plan.errors import ConfigError, ConfigErrors
 from physweep.plan.table import plan_records
 from physweep.plan.workflow import Workflow, rerun_hint
 
+# `--config` reads only True/False as booleans: let the GPU switch be written use_gpu=false or 0
+if str(config.get("use_gpu")).lower() in ("false", "0", "no", "true", "1", "yes"):
+    config["use_gpu"] = str(config["use_gpu"]).lower() in ("true", "1", "yes")
+
 try:
     WCFG = load_workflow_config(config, root=workflow.basedir)
     WF = Workflow(WCFG)
@@ -34,6 +38,19 @@ wildcard_constraints:
 def res(kind, key, default):
     """Per-rule job resources from the active preset (profiles may override)."""
     return PRESET["resources"][kind].get(key, default)
+
+
+def drop_gpu_requests(rules_):
+    """use_gpu=false: every rule requests 0 GPUs (gpu=0, no gpu_model, no gpu in gres); applied
+    after all rules are defined, so it also overrides the profile's set-resources."""
+    for r in rules_:
+        r.resources["gpu"] = 0
+        if "gpu_model" in r.resources:
+            r.resources["gpu_model"] = None
+        gres = r.resources["gres"].raw if "gres" in r.resources else None
+        if isinstance(gres, str) and "gpu" in gres:
+            kept = ",".join(g for g in gres.split(",") if not g.strip().startswith("gpu"))
+            r.resources["gres"] = kept or None
 
 
 TRAIN_DATA = f"{DATA}/train.nc"

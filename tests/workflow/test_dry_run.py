@@ -1,5 +1,5 @@
-"""The DAG: every round dry-runs, shows the planned runs as jobs, requests GPUs under SLURM,
-and refuses a bad config before any job runs."""
+"""The DAG: every round dry-runs, shows the planned runs as jobs, requests GPUs under SLURM
+(and none with use_gpu=false), and refuses a bad config before any job runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from snakerun import ROOT, jobs_of, snakemake
+from snakerun import ROOT, dry_run_jobs, jobs_of, snakemake
 
 from physweep.plan.config import load_workflow_config
 from physweep.plan.workflow import Workflow
@@ -39,6 +39,32 @@ def test_slurm_profile_requests_one_gpu_per_training_and_eval_job(tmp_path):
         assert jobs and all(j.get("gpu") == "1" for j in jobs), rule
     data = jobs_of(out, "prepare_data")
     assert all(j.get("gpu", "0") == "0" for j in data)
+
+
+def test_use_gpu_false_requests_no_gpu_in_any_rule(tmp_path):
+    """One switch for clusters without GPUs: --config use_gpu=false overrides the preset (full:
+    every rule asks a GPU), the profile's set-resources and any gpu_model / gres gpu."""
+    profile = tmp_path / "slurm"
+    shutil.copytree(ROOT / "profiles" / "slurm", profile)
+    cfg = yaml.safe_load((profile / "config.yaml").read_text())
+    cfg["set-resources"]["train_probe"]["gpu_model"] = "a100"  # a site's GPU settings
+    cfg["set-resources"]["train_finish"]["gres"] = "gpu:a100:1"
+    (profile / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake("--profile", str(profile), "-n", "round_a", "--config", "preset=full",
+                    "use_gpu=false", cwd=tmp_path).stdout
+    jobs = dry_run_jobs(out)
+    rules = {j["rule"] for j in jobs}
+    assert {"prepare_data", "train_reference", "eval_reference", "train_probe", "eval_probe",
+            "decide"} <= rules
+    for job in jobs:
+        res = job["resources"]
+        assert res.get("gpu", "0") == "0", job
+        assert "gpu_model" not in res and "gpu" not in res.get("gres", ""), job
+    # without the switch the same profile and preset do request GPUs
+    out = snakemake("--profile", str(profile), "-n", "round_a", "--config", "preset=full",
+                    cwd=tmp_path).stdout
+    gpu = {j["rule"] for j in dry_run_jobs(out) if j["resources"].get("gpu", "0") != "0"}
+    assert {"prepare_data", "train_probe", "eval_probe"} <= gpu
 
 
 def test_local_run_requests_no_gpu(tmp_path):
