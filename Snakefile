@@ -26,6 +26,12 @@ if not config.get("use_gpu", True):
     drop_gpu_requests(workflow.rules)
 
 
+# On SLURM: refuse jobs that no node of their partition can run, before submitting any.
+onstart:
+    if executor_is_slurm(workflow):
+        slurm_preflight(workflow.dag.needrun_jobs())
+
+
 rule all:
     input:
         f"{R}/report.html",

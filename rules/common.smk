@@ -53,6 +53,24 @@ def drop_gpu_requests(rules_):
             r.resources["gres"] = kept or None
 
 
+def executor_is_slurm(workflow):
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name.replace("snakemake-executor-plugin-", "") == "slurm"
+
+
+def slurm_preflight(jobs):
+    """Jobs that can never start on their partition's nodes stop the workflow here, before any
+    is submitted (physweep.slurm); without sinfo there is nothing to compare with."""
+    from physweep.slurm import SlurmRequestError, preflight
+
+    try:
+        preflight(jobs)
+    except SlurmRequestError as exc:
+        sys.exit(str(exc))
+    except (OSError, ValueError) as exc:
+        print(f"physweep: SLURM requests not checked against the nodes: {exc}", file=sys.stderr)
+
+
 TRAIN_DATA = f"{DATA}/train.nc"
 
 
