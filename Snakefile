@@ -26,7 +26,8 @@ if not config.get("use_gpu", True):
     drop_gpu_requests(workflow.rules)
 
 
-# On SLURM: refuse jobs that no node of their partition can run, before submitting any.
+# On SLURM: refuse jobs that no node of their partition can run, before submitting any (the jobs
+# of this DAG, and the rules whose jobs come after a checkpoint, e.g. train_finish).
 onstart:
     if executor_is_slurm(workflow):
         slurm_preflight(workflow.dag.needrun_jobs())

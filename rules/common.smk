@@ -64,7 +64,7 @@ def slurm_preflight(jobs):
     from physweep.slurm import SlurmRequestError, preflight
 
     try:
-        preflight(jobs)
+        preflight(jobs, [r for r in workflow.rules if not workflow.is_local(r)])
     except SlurmRequestError as exc:
         sys.exit(str(exc))
     except (OSError, ValueError) as exc:

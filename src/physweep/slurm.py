@@ -241,19 +241,42 @@ def check_requests(requests: Iterable[Request], sinfo_output: str) -> None:
             + "\n  ".join(messages))
 
 
-def preflight(jobs: Iterable[Any], sinfo: Callable[[], str] | None = None) -> int:
+RESOURCE_KEYS = ("gpu", "gpu_model", "gres", "cpus_per_task", "cpus_per_gpu", "mem_mb",
+                 "mem_mb_per_cpu", "slurm_partition")
+
+
+def _static(value: Any) -> Any:
+    """A rule-level resource's value, or None while it is a function of the job."""
+    if value is None:
+        return None
+    if callable(getattr(value, "is_evaluable", None)):  # snakemake.resources.Resource
+        return None if value.is_evaluable() else value.value
+    return value
+
+
+def preflight(jobs: Iterable[Any], rules: Iterable[Any] = (),
+              sinfo: Callable[[], str] | None = None) -> int:
     """Check the jobs Snakemake is about to submit (objects with ``rule.name``, ``threads``,
-    ``resources``; local jobs skipped). Returns the number of requests checked; raises
+    ``resources``; local jobs skipped) and, from their resources as written, the ``rules``
+    (non-local) that have no job yet -- those whose jobs appear after a checkpoint, e.g.
+    train_finish and full_eval. Returns the number of requests checked; raises
     SlurmRequestError; ``OSError`` when sinfo cannot be asked (the caller warns and goes on)."""
     requests = []
     for job in jobs:
         if getattr(job, "is_local", False):
             continue
         res = job.resources
-        keys = ("gpu", "gpu_model", "gres", "cpus_per_task", "cpus_per_gpu", "mem_mb",
-                "mem_mb_per_cpu", "slurm_partition")
         requests.append(request_from(job.rule.name, job.threads,
-                                     {k: res.get(k) for k in keys}))
+                                     {k: res.get(k) for k in RESOURCE_KEYS}))
+    planned = {r.rule for r in requests}
+    for rule in rules:
+        if rule.name in planned:
+            continue
+        res = rule.resources
+        threads = _static(res.get("_cores")) if "_cores" in res else 1
+        requests.append(request_from(rule.name, _int(threads) or 1,
+                                     {k: _static(res[k]) if k in res else None
+                                      for k in RESOURCE_KEYS}))
     if not requests:
         return 0
     if sinfo is None:

@@ -132,6 +132,26 @@ def test_preflight_checks_the_submitted_jobs_only():
     assert preflight([jobs[1]], sinfo=lambda: "") == 0  # only local jobs: sinfo not asked
 
 
+def test_preflight_also_checks_rules_whose_jobs_come_after_a_checkpoint():
+    """train_finish has no job before the decide checkpoints ran: its rule-level resources are
+    checked; a resource that is a function of the job is not (it has no value yet)."""
+    from snakemake.resources import Resource
+
+    def rule(name, **res):
+        return SimpleNamespace(name=name, resources={k: Resource(k, v) for k, v in res.items()})
+
+    jobs = [_job("train_probe", 2, gpu=1, cpus_per_task=2)]
+    rules = [rule("train_probe", _cores=8, cpus_per_task=8),  # has a job: the job counts
+             rule("train_finish", _cores=8, gpu=1, cpus_per_task=8, mem_mb=4000),
+             rule("full_eval", _cores=1, mem_mb=lambda wildcards: 10**9)]
+    with pytest.raises(SlurmRequestError) as err:
+        preflight(jobs, rules, sinfo=lambda: "gpu*|4|64000|gpu:1\n")
+    text = str(err.value)
+    assert "train_finish: 8 CPUs, 4000 MB, 1 GPU per job" in text
+    assert "train_probe" not in text and "full_eval" not in text
+    assert preflight(jobs, rules[:1], sinfo=lambda: "gpu*|4|64000|gpu:1\n") == 1
+
+
 def test_run_sinfo_asks_for_every_node_configuration():
     seen = []
 
