@@ -20,19 +20,34 @@ include: "rules/select.smk"
 include: "rules/report.smk"
 
 
+# `--config use_gpu=false` (clusters without GPUs): no job requests a GPU, whatever the preset,
+# the profile's set-resources or the command line ask; training and evaluation run on CPU.
+if not config.get("use_gpu", True):
+    drop_gpu_requests(workflow.rules)
+
+
+# On SLURM: refuse jobs that no node of their partition can run, before submitting any (the jobs
+# of this DAG, and the rules whose jobs come after a checkpoint, e.g. train_finish).
+onstart:
+    if executor_is_slurm(workflow):
+        slurm_preflight(workflow.dag.needrun_jobs())
+
+
 rule all:
     input:
         f"{R}/report.html",
 
 
 # One named target per round: `snakemake round_c` builds results/round_c/report.html (and the
-# rounds it inherits winners from, through their winners files).
+# rounds it inherits winners from, through their winners files), and rebuilds any file of the
+# round that is missing, with everything that depends on it (get_round_products).
 for _round in WF.rounds:
 
     rule:
         name:
             _round
         input:
-            f"{R}/{_round}/report.html",
+            products=lambda wildcards, round_name=_round: get_round_products(round_name),
+            decided=lambda wildcards, round_name=_round: get_round_decided_products(round_name),
         localrule: True
         default_target: False

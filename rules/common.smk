@@ -8,6 +8,10 @@ from physweep.plan.errors import ConfigError, ConfigErrors, UnknownRunError
 from physweep.plan.table import plan_records
 from physweep.plan.workflow import Workflow, rerun_hint
 
+# `--config` reads only True/False as booleans: let the GPU switch be written use_gpu=false or 0
+if str(config.get("use_gpu")).lower() in ("false", "0", "no", "true", "1", "yes"):
+    config["use_gpu"] = str(config["use_gpu"]).lower() in ("true", "1", "yes")
+
 try:
     WCFG = load_workflow_config(config, root=workflow.basedir)
     WF = Workflow(WCFG)
@@ -34,6 +38,37 @@ wildcard_constraints:
 def res(kind, key, default):
     """Per-rule job resources from the active preset (profiles may override)."""
     return PRESET["resources"][kind].get(key, default)
+
+
+def drop_gpu_requests(rules_):
+    """use_gpu=false: every rule requests 0 GPUs (gpu=0, no gpu_model, no gpu in gres); applied
+    after all rules are defined, so it also overrides the profile's set-resources."""
+    for r in rules_:
+        r.resources["gpu"] = 0
+        if "gpu_model" in r.resources:
+            r.resources["gpu_model"] = None
+        gres = r.resources["gres"].raw if "gres" in r.resources else None
+        if isinstance(gres, str) and "gpu" in gres:
+            kept = ",".join(g for g in gres.split(",") if not g.strip().startswith("gpu"))
+            r.resources["gres"] = kept or None
+
+
+def executor_is_slurm(workflow):
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name.replace("snakemake-executor-plugin-", "") == "slurm"
+
+
+def slurm_preflight(jobs):
+    """Jobs that can never start on their partition's nodes stop the workflow here, before any
+    is submitted (physweep.slurm); without sinfo there is nothing to compare with."""
+    from physweep.slurm import SlurmRequestError, preflight
+
+    try:
+        preflight(jobs, [r for r in workflow.rules if not workflow.is_local(r)])
+    except SlurmRequestError as exc:
+        sys.exit(str(exc))
+    except (OSError, ValueError) as exc:
+        print(f"physweep: SLURM requests not checked against the nodes: {exc}", file=sys.stderr)
 
 
 TRAIN_DATA = f"{DATA}/train.nc"
@@ -108,7 +143,9 @@ def get_run_eval(round_name, run):
 
 # Inputs of block_winner / promote / rank / report: the decisions as plain inputs (every run's
 # decide enters the DAG at once) and the records through the decide checkpoints (known once all
-# decisions are).
+# decisions are). rank and report also take promoted.json as a plain input: when promote reruns
+# while its earlier output is on disk (a rerun of one run that does not change any decision),
+# the full-eval list read from the old file would otherwise not wait for the new one.
 def get_block_decisions(wildcards):
     return [
         f"{R}/{wildcards.round}/runs/{r}/decision.json"
@@ -160,3 +197,35 @@ def get_run_meta(wildcards):
 
 def get_plan_records(wildcards):
     return plan_records(WCFG, WF.plans[wildcards.round])
+
+
+# What a finished round consists of: the inputs of the round's target (`snakemake round_a`).
+# Snakemake reruns a job whose output exists only when something upstream must run; a missing
+# file whose consumers are all present and newer (e.g. a run's final/checkpoint.pt after a
+# forced rerun was killed: Snakemake had deleted the forced job's outputs, and small_eval.nc,
+# ranking.csv and report.html were still there) is not rebuilt. Listing every product as an
+# input of the target makes the target itself ask for it: whatever is missing is rebuilt, and
+# everything that depends on it (evals, promotion, ranking, report) is redone. Two functions:
+# what every run has (plain inputs, so every run enters the DAG at once) and what the decide /
+# promote checkpoints decide (continued runs' final checkpoints and evals, full evals).
+def get_round_products(round_name):
+    products = [f"{R}/{round_name}/{name}" for name in (
+        "plan.json", "baseline_probe.json", "promoted.json", "ranking.csv", "winners.yaml",
+        "report.html")]
+    for run in WF.run_names(round_name):
+        base = f"{R}/{round_name}/runs/{run}"
+        products += [f"{base}/probe/checkpoint.pt", f"{base}/probe/train_log.nc",
+                     f"{base}/probe_eval.nc", f"{base}/decision.json"]
+        products += list(WF.winner_inputs(round_name, run).values())
+    return list(dict.fromkeys(products))
+
+
+def get_round_decided_products(round_name):
+    products = []
+    for run in WF.run_names(round_name):
+        if get_decision(round_name, run)["continue"]:
+            base = f"{R}/{round_name}/runs/{run}"
+            products += [f"{base}/final/checkpoint.pt", f"{base}/final/train_log.nc",
+                         f"{base}/small_eval.nc"]
+    products += [f"{R}/{round_name}/runs/{r}/full_eval.nc" for r in get_promoted(round_name)]
+    return products

@@ -26,6 +26,7 @@ rule report:
         ranking=f"{R}/{{round}}/ranking.csv",
         winners=f"{R}/{{round}}/winners.yaml",
         plan=f"{R}/{{round}}/plan.json",
+        promoted=f"{R}/{{round}}/promoted.json",  # plain input: waits for a promote that reruns
         full=get_full_evals,
         logs=get_train_logs,
     output:

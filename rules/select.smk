@@ -99,6 +99,7 @@ rule rank:
     input:
         decisions=get_round_decisions,
         evals=get_round_evals,
+        promoted=f"{R}/{{round}}/promoted.json",  # plain input: waits for a promote that reruns
         full=get_full_evals,
         logs=get_train_logs,
     output:

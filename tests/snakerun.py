@@ -17,8 +17,9 @@ TINY = ROOT / "tests" / "workflow" / "tiny"
 
 
 def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 900, check: bool = True,
-              env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args]
+              env: dict | None = None, snakefile: Path | None = None
+              ) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(snakefile or ROOT / "Snakefile"), *args]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
@@ -41,6 +42,26 @@ def jobs_of(output: str, rule: str) -> list[dict[str, str]]:
                 for item in line.group(1).split(", "):
                     k, _, v = item.partition("=")
                     job[k.strip()] = v.strip()
+        jobs.append(job)
+    return jobs
+
+
+def dry_run_jobs(output: str) -> list[dict]:
+    """Every job block of a dry run: {"rule", "log", "output", "wildcards": {...},
+    "resources": {...}}."""
+    jobs = []
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?(?:checkpoint|rule) )", output):
+        m = re.search(r"^(?:local)?(?:checkpoint|rule) (\w+):", block, re.M)
+        if not m:
+            continue
+        job: dict = {"rule": m.group(1)}
+        for key in ("log", "output"):
+            line = re.search(rf"^\s+{key}: (.*)$", block, re.M)
+            job[key] = line.group(1).strip() if line else None
+        for key in ("wildcards", "resources"):
+            line = re.search(rf"^\s+{key}: (.*)$", block, re.M)
+            job[key] = dict(item.partition("=")[::2] for item in line.group(1).split(", ")
+                            ) if line else {}
         jobs.append(job)
     return jobs
 
@@ -72,3 +93,30 @@ def write_tiny_config(work: Path) -> Path:
     cfg.update(presets_dir=str(work / "presets"), rounds_dir=str(work / "rounds"))
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     return work / "config.yaml"
+
+
+#: what a checkout needs to run the workflow (the package comes from the installed environment)
+CHECKOUT_PARTS = ("Snakefile", "rules", "workflow", "config", "envs", "report", "profiles")
+
+
+def write_tiny_checkout(dest: Path) -> Path:
+    """A copy of the workflow in ``dest`` with the tiny round under ``dest/tiny``, configured by
+    paths relative to the checkout (``tiny/config.yaml``): a checkout that can be moved.
+    Run it from ``dest`` with ``snakefile=dest / "Snakefile"``. Returns the config path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in CHECKOUT_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / part)
+    tiny = dest / "tiny"
+    (tiny / "presets").mkdir(parents=True, exist_ok=True)
+    (tiny / "rounds").mkdir(exist_ok=True)
+    (tiny / "presets" / "tiny.yaml").write_text(yaml.safe_dump(tiny_preset()))
+    shutil.copy(TINY / "round_t.yaml", tiny / "rounds" / "round_t.yaml")
+    cfg = yaml.safe_load((TINY / "config.yaml").read_text())
+    cfg.update(presets_dir="tiny/presets", rounds_dir="tiny/rounds")  # relative to the checkout
+    (tiny / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tiny / "config.yaml"

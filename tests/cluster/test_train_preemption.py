@@ -44,7 +44,7 @@ def slow_step(self):
     return row
 Trainer.train_step = slow_step
 smk = SimpleNamespace(
-    log=[args["log"]], threads=1,
+    log=[args["log"]], threads=args.get("threads", 1),
     input=SimpleNamespace(train=args["train"], winners=[], probe=args.get("probe")),
     output=SimpleNamespace(checkpoint=args["checkpoint"], log=args["train_log"]),
     params=SimpleNamespace(template=args["template"], sources=[], resume=bool(args.get("probe")),
@@ -55,10 +55,11 @@ runpy.run_path({script!r}, init_globals={{"snakemake": smk}}, run_name="__main__
 STEPS = 16
 
 
-def _start(data: Path, out: Path, template: dict, sleep: float = 0.0) -> subprocess.Popen:
+def _start(data: Path, out: Path, template: dict, sleep: float = 0.0,
+           threads: int = 1) -> subprocess.Popen:
     args = {"log": str(out / "job.log"), "train": str(data / "train.nc"),
             "checkpoint": str(out / "checkpoint.pt"), "train_log": str(out / "train_log.nc"),
-            "template": template, "stop_fraction": 1.0, "sleep": sleep}
+            "template": template, "stop_fraction": 1.0, "sleep": sleep, "threads": threads}
     code = DRIVER.format(tests=str(TESTS), script=str(SCRIPT))
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     env["PHYSWEEP_GPU_COUNT"] = "0"
@@ -141,3 +142,24 @@ def test_a_partial_checkpoint_of_another_spec_is_discarded(data, uninterrupted, 
     assert _finish(_start(data, tmp_path, TEMPLATE)) == 0
     assert "discarding" in (tmp_path / "job.log").read_text()
     _assert_same_run(uninterrupted, tmp_path)
+
+
+def test_the_retry_resumes_under_another_thread_count(data, uninterrupted, tmp_path):
+    """The job's threads are the machine, not the run: an attempt preempted with 1 thread is
+    resumed by a retry with 2 (e.g. a requeue onto another node size), not discarded."""
+    proc = _start(data, tmp_path, TEMPLATE, sleep=0.05, threads=1)
+    for line in proc.stdout:
+        if line.startswith("step 4"):
+            proc.send_signal(signal.SIGUSR1)
+            break
+    assert _finish(proc) == PREEMPTED_EXIT_CODE
+    (tmp_path / "train_log.nc").unlink()
+    assert _finish(_start(data, tmp_path, TEMPLATE, threads=2)) == 0
+    log = (tmp_path / "job.log").read_text()
+    assert "resuming the preempted attempt" in log and "discarding" not in log
+    done = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert done["step"] == STEPS and [s["threads"] for s in done["segments"]] == [1, 2]
+    ref = load_checkpoint(uninterrupted / "checkpoint.pt")
+    for key, value in ref["weights"]["surrogate"].items():  # equal up to float summation order
+        torch.testing.assert_close(done["weights"]["surrogate"][key], value,
+                                   rtol=1e-3, atol=1e-4)

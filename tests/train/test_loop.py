@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 
@@ -75,6 +76,40 @@ def test_resume_from_probe_is_bitwise_identical(data, tmp_path):
         for name in x.data_vars:
             if name not in MACHINE_COLUMNS:
                 np.testing.assert_array_equal(x[name].values, y[name].values, err_msg=name)
+
+
+def test_a_probe_resumes_under_another_thread_count_and_device_setting(data, tmp_path):
+    """The machine is not the run: a probe trained with 1 thread finishes with 2 (and with
+    ``device: auto`` instead of ``cpu`` in the spec), and the log records both segments."""
+    spec = tiny_spec()  # threads=1, device=cpu
+    train_run(spec, data, tmp_path / "full.pt", tmp_path / "full.nc", threads=1)
+    train_run(spec, data, tmp_path / "probe.pt", tmp_path / "probe.nc", stop_fraction=0.5,
+              threads=1)
+    other_machine = tiny_spec(threads=2, device="auto")
+    out = train_run(other_machine, data, tmp_path / "res.pt", tmp_path / "res.nc",
+                    resume_from=tmp_path / "probe.pt", threads=2)
+    assert out["status"] == "ok" and out["step"] == 6
+    assert loop.run_identity(spec) == loop.run_identity(other_machine)
+    with xr.open_dataset(tmp_path / "res.nc") as log:
+        segments = json.loads(log.attrs["hardware_segments"])
+        assert [(s["from_step"], s["to_step"], s["threads"]) for s in segments] == [
+            (0, 3, 1), (3, 6, 2)]
+        assert log.attrs["threads"] == 2 and log.attrs["hardware"]
+    # the same result where determinism allows: the thread count may reorder float sums
+    a, b = load_checkpoint(tmp_path / "full.pt"), load_checkpoint(tmp_path / "res.pt")
+    for part in a["weights"]:
+        for k, v in a["weights"][part].items():
+            torch.testing.assert_close(b["weights"][part][k], v, rtol=1e-3, atol=1e-5)
+    with xr.open_dataset(tmp_path / "full.nc") as x, xr.open_dataset(tmp_path / "res.nc") as y:
+        np.testing.assert_allclose(y["loss"].values, x["loss"].values, rtol=1e-3)
+
+
+def test_a_resume_of_another_run_is_refused_naming_the_difference(data, tmp_path):
+    train_run(tiny_spec(), data, tmp_path / "probe.pt", tmp_path / "probe.nc",
+              stop_fraction=0.5)
+    with pytest.raises(ValueError, match="train.lr"):
+        train_run(tiny_spec(lr=5e-4), data, tmp_path / "res.pt", tmp_path / "res.nc",
+                  resume_from=tmp_path / "probe.pt")
 
 
 def test_divergence_is_recorded_not_raised(data, tmp_path, monkeypatch):

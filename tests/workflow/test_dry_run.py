@@ -1,13 +1,17 @@
-"""The DAG: every round dry-runs, shows the planned runs as jobs, requests GPUs under SLURM,
-and refuses a bad config before any job runs."""
+"""The DAG: every round dry-runs, shows the planned runs as jobs, requests GPUs under SLURM
+(and none with use_gpu=false), gives every job a log of its own, and refuses a bad config before
+any job runs."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections import Counter
+from pathlib import Path
 
 import pytest
 import yaml
-from snakerun import ROOT, jobs_of, snakemake
+from snakerun import ROOT, dry_run_jobs, jobs_of, snakemake
 
 from physweep.plan.config import load_workflow_config
 from physweep.plan.workflow import Workflow
@@ -39,6 +43,72 @@ def test_slurm_profile_requests_one_gpu_per_training_and_eval_job(tmp_path):
         assert jobs and all(j.get("gpu") == "1" for j in jobs), rule
     data = jobs_of(out, "prepare_data")
     assert all(j.get("gpu", "0") == "0" for j in data)
+
+
+def test_use_gpu_false_requests_no_gpu_in_any_rule(tmp_path):
+    """One switch for clusters without GPUs: --config use_gpu=false overrides the preset (full:
+    every rule asks a GPU), the profile's set-resources and any gpu_model / gres gpu."""
+    profile = tmp_path / "slurm"
+    shutil.copytree(ROOT / "profiles" / "slurm", profile)
+    cfg = yaml.safe_load((profile / "config.yaml").read_text())
+    cfg["set-resources"]["train_probe"]["gpu_model"] = "a100"  # a site's GPU settings
+    cfg["set-resources"]["train_finish"]["gres"] = "gpu:a100:1"
+    (profile / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake("--profile", str(profile), "-n", "round_a", "--config", "preset=full",
+                    "use_gpu=false", cwd=tmp_path).stdout
+    jobs = dry_run_jobs(out)
+    rules = {j["rule"] for j in jobs}
+    assert {"prepare_data", "train_reference", "eval_reference", "train_probe", "eval_probe",
+            "decide"} <= rules
+    for job in jobs:
+        res = job["resources"]
+        assert res.get("gpu", "0") == "0", job
+        assert "gpu_model" not in res and "gpu" not in res.get("gres", ""), job
+    # without the switch the same profile and preset do request GPUs
+    out = snakemake("--profile", str(profile), "-n", "round_a", "--config", "preset=full",
+                    cwd=tmp_path).stdout
+    gpu = {j["rule"] for j in dry_run_jobs(out) if j["resources"].get("gpu", "0") != "0"}
+    assert {"prepare_data", "train_probe", "eval_probe"} <= gpu
+
+
+def _fake_decisions(work: Path, workflow, round_name: str) -> None:
+    """Every run continued, two promoted: the DAG then holds the jobs of every rule."""
+    runs = workflow.run_names(round_name)
+    for run in runs:
+        path = work / "results" / round_name / "runs" / run / "decision.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"continue": True}))
+    (work / "results" / round_name / "promoted.json").write_text(
+        json.dumps({"promoted": runs[:2]}))
+
+
+def test_every_job_has_a_log_of_its_own(tmp_path, workflow):
+    """A failed job's error shows its own log: no two jobs share a log path, and every log path
+    holds the job's wildcard values (a job of another run or round never writes there)."""
+    _fake_decisions(tmp_path, workflow, "round_a")
+    jobs = dry_run_jobs(snakemake("-n", "--cores", "2", "results/round_a/report.html",
+                                  cwd=tmp_path).stdout)
+    rules = {j["rule"] for j in jobs}
+    assert {"prepare_data", "train_reference", "eval_reference", "train_probe", "eval_probe",
+            "baseline_probe", "decide", "train_finish", "small_eval", "block_winner", "promote",
+            "full_eval", "rank", "report", "plan"} <= rules, rules
+    fresh = tmp_path / "fresh"  # and the real DAG of every round at once
+    fresh.mkdir()
+    jobs += dry_run_jobs(snakemake("-n", "--cores", "2", "all", cwd=fresh).stdout)
+    seen = {}
+    for job in jobs:
+        key = (job["rule"], tuple(sorted(job["wildcards"].items())))
+        if key in seen:
+            assert seen[key] == job["log"], key
+            continue
+        seen[key] = job["log"]
+        if job["rule"] == "all":
+            continue
+        assert job["log"], f"no log: {key}"
+        for value in job["wildcards"].values():
+            assert value in job["log"], f"{job['log']} lacks the wildcard value {value}"
+    shared = {log: n for log, n in Counter(seen.values()).items() if log and n > 1}
+    assert not shared, f"log paths shared by several jobs: {shared}"
 
 
 def test_local_run_requests_no_gpu(tmp_path):

@@ -6,10 +6,11 @@ job exits with PREEMPTED_EXIT_CODE (75). The next attempt of the same job (Snake
 ``--retries``, a SLURM requeue) resumes from that file — bit for bit the same result as an
 uninterrupted run — and renames it to the output checkpoint when done. The partial file is not
 a Snakemake output, so a failed attempt's clean-up leaves it in place; one written for another
-run spec is discarded.
+run spec is discarded. The comparison is on the run's identity (``run_identity``: the spec
+without the machine), so an attempt with another thread count or device still resumes; the
+job's threads are the machine's and go to the trainer, not into the spec.
 """
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,19 +18,18 @@ from pathlib import Path
 from physweep.jobs import start_job
 from physweep.model.surrogate import load_checkpoint
 from physweep.plan.spec import build_spec, winner_knobs
-from physweep.train.loop import PREEMPTED_EXIT_CODE, train_run
+from physweep.train.loop import PREEMPTED_EXIT_CODE, run_identity, train_run
 
 log = start_job(snakemake.log[0], snakemake.threads, gpu=True)
 winners = {src: winner_knobs(path) for src, path in
            zip(snakemake.params.sources, snakemake.input.winners, strict=True)}
 spec = build_spec(snakemake.params.template, winners)
-spec["train"]["threads"] = snakemake.threads
 checkpoint = Path(snakemake.output.checkpoint)
 partial = checkpoint.with_name(checkpoint.name + ".partial")
 resume_from = Path(snakemake.input.probe) if snakemake.params.resume else None
 if partial.exists():
     saved = load_checkpoint(partial)
-    if saved.get("spec") == json.loads(json.dumps(spec, default=str)):
+    if run_identity(saved.get("spec") or {}) == run_identity(spec):
         log.info("resuming the preempted attempt from %s (step %d)", partial, saved["step"])
         resume_from = partial
     else:
@@ -43,6 +43,7 @@ result = train_run(
     log_out=Path(snakemake.output.log),
     stop_fraction=float(snakemake.params.stop_fraction),
     resume_from=resume_from,
+    threads=snakemake.threads,
 )
 log.info("training finished: %s", result)
 if result["status"] == "preempted":

@@ -24,6 +24,23 @@ TRAIN_KNOBS = ("lr", "warmup", "ema", "inverse_encode", "inverse_decode", "proje
                "max_horizon", "freeze_bottom_layers_on_expand", "sampler_temp")
 
 
+def portable_path(path: str | Path, root: str | Path, cwd: str | Path | None = None) -> str:
+    """``path`` as it may appear in a template or a rule's params: relative to the workflow
+    ``root`` when it lies there, else relative to the working directory ``cwd`` (default: the
+    current one), else unchanged. Snakemake reruns a job whose params changed, so an absolute
+    path in a param would rerun everything after the checkout (or the working directory) moved.
+    """
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    for base in (Path(root), Path(cwd) if cwd is not None else Path.cwd()):
+        try:
+            return p.relative_to(Path(base).absolute()).as_posix()
+        except ValueError:
+            continue
+    return p.as_posix()
+
+
 def template(wcfg: WorkflowConfig, plan: RoundPlan, run: PlannedRun) -> dict[str, Any]:
     """Everything one run's jobs need, JSON-able, with pending values kept symbolic."""
     comp = wcfg.config["compute"]
@@ -41,7 +58,7 @@ def template(wcfg: WorkflowConfig, plan: RoundPlan, run: PlannedRun) -> dict[str
         "ref_batch_tokens": int(comp["ref_batch_tokens"]),
         "budget_steps": int(comp["budget_steps"]),
         "preset_name": wcfg.preset_name,
-        "preset_file": str(wcfg.preset_file),
+        "preset_file": portable_path(wcfg.preset_file, wcfg.root),  # for messages only
         "preset": {k: wcfg.preset[k] for k in ("sizes", "model", "corrector", "train")},
     }
 

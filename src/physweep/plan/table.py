@@ -8,6 +8,7 @@ from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.round import Pending, RoundPlan
 from physweep.plan.sizes import effective_batch, effective_ema, effective_lr, effective_size
+from physweep.plan.spec import portable_path
 
 
 def _cell(wcfg: WorkflowConfig, knob: str, value: Any) -> str:
@@ -129,7 +130,8 @@ def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
     return {
         "round": plan.round, "title": plan.title, "objective": plan.objective,
         "objective_description": wcfg.config["objectives"][plan.objective],
-        "preset": wcfg.preset_name, "file": plan.file, "varied": plan.varied,
+        "preset": wcfg.preset_name, "file": portable_path(plan.file, wcfg.root),
+        "varied": plan.varied,
         "blocks": plan.blocks, "inherits": plan.inherits, "runs": runs,
         "aliases": [{"block": a.block, "swept": a.swept, "alias_of": f"best of {a.alias_of_block}"}
                     for a in plan.aliases],

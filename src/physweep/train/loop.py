@@ -45,6 +45,12 @@ timing and energy columns of the log aside).
 
 Preemption: SIGTERM or SIGUSR1 finishes the current step, saves the checkpoint and log and
 returns status "preempted"; callers should then exit with ``PREEMPTED_EXIT_CODE``.
+
+Identity: a run is what determines its result -- the run spec without the machine it runs on
+(``run_identity``). ``TrainConfig.device`` and ``threads`` (``MACHINE_FIELDS``) say where a run
+executes, not what it computes, so a probe trained with one thread count (or on one device)
+resumes under another; the machine of every training segment is recorded in the log instead
+(``hardware``, ``hardware_segments``).
 """
 
 from __future__ import annotations
@@ -90,6 +96,22 @@ LOG_SCALARS = ("loss", "loss_rollout", "loss_inverse_encode", "loss_inverse_deco
 MODEL_KINDS = {"upt": SurrogateConfig, "unet": UNetConfig}
 #: log columns that measure the machine, not the optimisation (excluded from bitwise checks)
 MACHINE_COLUMNS = ("step_time_s", "tokens_per_s", "peak_mem_mb", "energy_j")
+#: TrainConfig fields that say where a run executes, not what it computes: not part of a run's
+#: identity (a resume on another machine / thread count / device is the same run)
+MACHINE_FIELDS = ("device", "threads")
+
+
+def machine_free(train: dict[str, Any]) -> dict[str, Any]:
+    """A train config (dict) without its machine fields."""
+    return {k: v for k, v in train.items() if k not in MACHINE_FIELDS}
+
+
+def run_identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a resume compares: the run spec (JSON-normalised) without the machine fields."""
+    ident = json.loads(json.dumps(spec, sort_keys=True, default=str))
+    if isinstance(ident.get("train"), dict):
+        ident["train"] = machine_free(ident["train"])
+    return ident
 
 
 @dataclass(frozen=True)
@@ -111,12 +133,12 @@ class TrainConfig:
     weight_decay: float = 0.05  # AdamW decay on matrices (not biases / norms / embeddings)
     grad_clip: float = 1.0  # max global grad norm (<= 0: no clipping)
     seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    device: str = "auto"  # "auto" | "cpu" | "cuda" (a machine field: not the run's identity)
     precision: str = "fp32"  # "fp32" | "bf16" (autocast, CUDA only; CPU always fp32)
     compile: bool = False  # torch.compile encoder / approximator / decoder
     log_every: int = 10  # steps between log entries (the last step is always logged)
     checkpoint_every: int = 0  # steps between periodic checkpoints (0: only at the end)
-    threads: int = 1  # torch.set_num_threads
+    threads: int = 1  # torch.set_num_threads (a machine field; train_run(threads=) overrides)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or not 0 <= self.warmup < 1 or not 0 <= self.ema < 1:
@@ -275,6 +297,7 @@ class Trainer:
         self.status = "ok"
         self.diverged_step = -1
         self.history: dict[str, list] = {k: [] for k in ("step", *LOG_SCALARS, "sampler_prob")}
+        self.segments: list[dict[str, Any]] = []  # the machine of each training segment
         # grid positions and per-trajectory data on the device
         self.grid_pos = split.coords.reshape(1, -1, 2).to(self.device)  # (1, H*W, 2)
         self.channel_weight = self.channel_weight.to(self.device)
@@ -469,10 +492,15 @@ class Trainer:
         data = {k: ("step", np.asarray(hist[k], dtype=np.float64)) for k in LOG_SCALARS}
         probs = np.asarray(hist["sampler_prob"], dtype=np.float64).reshape(-1, n_reg)
         data["sampler_prob"] = (("step", "regime"), probs)
+        last = self.segments[-1] if self.segments else self.machine()
         attrs = {"run": str(self.spec.get("run", "")), "status": self.status,
                  "diverged_step": int(self.diverged_step), "tokens_seen": int(self.tokens_seen),
                  "steps_total": int(self.total_steps), "energy_source": energy_source,
-                 **provenance(), "run_spec": json.dumps(self.spec, sort_keys=True, default=str)}
+                 **provenance(), "run_spec": json.dumps(self.spec, sort_keys=True, default=str),
+                 # the machine: recorded, not part of the run's identity (run_identity)
+                 "hardware": last["hardware"], "device": last["device"],
+                 "threads": int(last["threads"]),
+                 "hardware_segments": json.dumps(self.segments, sort_keys=True)}
         return xr.Dataset(data, coords={"step": np.asarray(hist["step"], dtype=np.int64),
                                         "regime": list(self.split.regime_names)}, attrs=attrs)
 
@@ -500,11 +528,19 @@ class Trainer:
                            "field_std": self.model.field_std.cpu(),
                            "pos_lo": self.model.pos_lo.cpu(), "pos_hi": self.model.pos_hi.cpu()},
             "history": self.history,
+            "segments": self.segments,
         }
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
-        if ckpt["model_config"] != to_dict(self.mcfg) or ckpt["train_config"] != to_dict(self.cfg):
-            raise ValueError("resume checkpoint was written for a different run spec")
+        """Continue from a checkpoint of the same run: same model and train config, the machine
+        fields (device, threads) aside."""
+        diff = sorted(k for k in set(ckpt["model_config"]) | set(to_dict(self.mcfg))
+                      if ckpt["model_config"].get(k) != to_dict(self.mcfg).get(k))
+        mine, theirs = machine_free(to_dict(self.cfg)), machine_free(ckpt["train_config"])
+        diff += sorted(f"train.{k}" for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if diff:
+            raise ValueError(f"resume checkpoint was written for a different run spec "
+                             f"(differs in {', '.join(diff)})")
         self.model.load_state_dict(ckpt["weights"]["surrogate"])
         self.denoiser.load_state_dict(ckpt["weights"]["denoiser"])
         self.ema.module["surrogate"].load_state_dict(ckpt["ema"]["surrogate"])
@@ -519,7 +555,21 @@ class Trainer:
         self.status = "ok" if ckpt["status"] == "preempted" else ckpt["status"]
         self.diverged_step = int(ckpt["diverged_step"])
         self.history = {k: list(v) for k, v in ckpt["history"].items()}
+        self.segments = [dict(seg) for seg in ckpt.get("segments", [])]
         _set_rng_state(ckpt["rng"], self.gen)
+
+    def machine(self) -> dict[str, Any]:
+        """Where this process trains: device, torch threads, hardware line, host."""
+        import platform
+
+        from physweep.train.telemetry import hardware_description
+
+        try:
+            hardware = hardware_description(self.device)
+        except Exception:  # noqa: BLE001 - provenance is best effort
+            hardware = "unknown"
+        return {"device": str(self.device), "threads": int(torch.get_num_threads()),
+                "hardware": hardware, "hostname": platform.node()}
 
     # --- the loop --------------------------------------------------------------------------
     def run(self, stop_step: int, checkpoint_out: Path, log_out: Path) -> dict[str, Any]:
@@ -528,6 +578,8 @@ class Trainer:
         window = WindowedEnergy(meter, min_window_s=1.0)
         e_start = meter.read_joules()
         t0, step0 = time.perf_counter(), self.step
+        segment = {**self.machine(), "from_step": self.step, "to_step": self.step}
+        self.segments.append(segment)
         with _Preemption() as preempt:
             while self.step < stop_step and self.status == "ok":
                 row = self.train_step()
@@ -537,6 +589,7 @@ class Trainer:
                     self.status, self.diverged_step = "diverged", self.step
                     log.error("non-finite loss or gradient at step %d: run diverged", self.step)
                 last = self.step == self.total_steps
+                segment["to_step"] = self.step
                 if self.step % cfg.log_every == 0 or last or not row["finite"]:
                     self.record(row)
                     rate = (time.perf_counter() - t0) / max(1, self.step - step0)
@@ -564,19 +617,22 @@ class Trainer:
 
 
 def train_run(spec: dict[str, Any], data_dir: Path, checkpoint_out: Path, log_out: Path,
-              stop_fraction: float = 1.0, resume_from: Path | None = None) -> dict[str, Any]:
+              stop_fraction: float = 1.0, resume_from: Path | None = None,
+              threads: int | None = None) -> dict[str, Any]:
     """Train (or resume) one run up to step round(stop_fraction · total_steps).
 
     Writes ``checkpoint_out`` (atomic) and the netCDF training log ``log_out`` (whole run so far,
     earlier steps included when resuming). Returns {"status": "ok"|"diverged"|"preempted",
     "step", "total_steps", "tokens_seen", "seconds", "energy_j"} (energy None if not measured).
+    ``threads`` (the job's CPU threads) overrides the spec's ``train.threads``; like the device
+    it is the machine, not the run: a checkpoint resumes under any thread count.
     """
     from physweep.physics.dataset import load_split
 
     if not 0 < stop_fraction <= 1:
         raise ValueError(f"stop_fraction must be in (0, 1], got {stop_fraction}")
     cfg = from_dict(TrainConfig, spec["train"], where="run spec train")
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(int(threads) if threads else cfg.threads)
     split = load_split(Path(data_dir) / "train.nc")
     trainer = Trainer(spec, split)
     if resume_from is not None:
