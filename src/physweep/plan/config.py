@@ -211,10 +211,10 @@ def check_preset_knobs(preset: Any, preset_file: Path, config_file: str) -> None
         settings = preset.get(knob.section)
         if isinstance(settings, dict) and knob.field in settings:
             raise ConfigError(str(preset_file), f"{knob.section}.{knob.field}",
-                              f"sets the field of knob '{name}'; a preset cannot set a knob",
-                              f"remove it and set the knob instead: `knobs: {{{name}: ...}}` in "
-                              f"{config_file}, --config 'knobs={{{name}: ...}}' or a round's "
-                              "`fixed:`")
+                              f"is set by knob '{name}', which a preset cannot set (set the knob "
+                              f"with `knobs: {{{name}: ...}}` in {config_file}, --config "
+                              f"'knobs={{{name}: ...}}' or a round's `fixed:`)",
+                              f"{knob.section} settings that no knob sets")
 
 
 def check_preset_sections(preset: dict[str, Any], preset_file: Path) -> None:
