@@ -211,3 +211,16 @@ def test_sweeping_a_knob_changes_its_table_column_and_only_its_spec_field(knob, 
     diff = {(sec, f) for sec in SECTION_CLASSES for f in base[sec] | other[sec]
             if base[sec].get(f) != other[sec].get(f)}
     assert diff == {(d.section, d.field)}, f"sweeping {knob} changed {sorted(diff)} of the spec"
+
+
+def test_a_preset_that_sets_a_knob_is_refused(tmp_path, base_config):
+    """weight_decay was a preset train setting; now a knob, a preset setting it is refused with
+    where to set the knob instead (the knob decides, the same at every preset)."""
+    from physweep.plan.errors import ConfigError
+
+    preset = _preset("demo")
+    preset["train"]["weight_decay"] = 0.05
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(preset))
+    base_config["presets_dir"] = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"train\.weight_decay.*knob 'weight_decay'.*fixed"):
+        load_workflow_config(base_config, ROOT)
