@@ -212,13 +212,14 @@ class WindowBlock(nn.Module):
 
 @dataclass(frozen=True)
 class SurrogateConfig:
-    """Effective sizes of one surrogate (defaults: the small CPU demo)."""
+    """Effective sizes of one surrogate. A field a knob sets defaults to the demo preset's
+    effective value of the knob's default (tests/plan/test_knob_registry.py)."""
 
     in_channels: int = 3  # fields per point (u, v, p)
-    model_dim: int = 64  # token width D
-    depth: int = 4  # approximator blocks
+    model_dim: int = 48  # token width D
+    depth: int = 3  # approximator blocks
     heads: int = 4  # attention heads (must divide model_dim)
-    latent_tokens: int = 32  # L: the UPT information bottleneck
+    latent_tokens: int = 64  # L: the UPT information bottleneck
     window_size: int = 8  # tokens per 1-D attention window in the approximator
     supernodes: int = 64  # S: pooled points in the encoder (<= input points; fewer -> all)
     u_shape: bool = True  # skip block i -> block depth-1-i (U-Net style)

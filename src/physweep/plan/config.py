@@ -66,15 +66,7 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(str(path), "<file>", f"not valid YAML: {exc}") from exc
 
 
-def normalise_knob(knob: str, value: Any) -> Any:
-    """One conversion per value: numbers declared `number` become float (1 -> 1.0), whole
-    numbers declared `integer` become int (1.6e1 -> 16)."""
-    spec = load_schema("knobs")["properties"].get(knob, {})
-    if spec.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if spec.get("type") == "integer" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+normalise_knob = K.normalise  # the declared type decides: 1 -> 1.0 for a number, 16.0 -> 16
 
 
 def _resolve(root: Path, path: str) -> Path:
@@ -87,13 +79,14 @@ def load_workflow_config(
 ) -> WorkflowConfig:
     """Validate ``config`` (as Snakemake loaded it) and load the preset and round files."""
     root = Path(root) if root else REPO_ROOT
-    config = coerce(copy.deepcopy(config), load_schema("config"))
+    config = copy.deepcopy(config)
+    if config.get("knobs") is None:  # `knobs:` with every override commented out
+        config["knobs"] = {}
+    config = coerce(config, load_schema("config"))
     validate(config, "config", config_file)
-    config["knobs"] = {k: normalise_knob(k, v) for k, v in config["knobs"].items()}
-    missing = [k for k in K.KNOBS if k not in config["knobs"]]
-    if missing:
-        raise ConfigError(config_file, "knobs", f"missing default(s) for {missing}",
-                          "every knob needs a default")
+    # config `knobs` only overrides the declared defaults (schemas/knobs.schema.yaml)
+    overrides = {k: K.normalise(k, v) for k, v in config["knobs"].items()}
+    config["knobs"] = {k: overrides.get(k, default) for k, default in K.defaults().items()}
 
     preset_file = _resolve(root, config["presets_dir"]) / f"{config['preset']}.yaml"
     if not preset_file.exists():
@@ -101,6 +94,7 @@ def load_workflow_config(
         raise ConfigError(config_file, "preset", f"no preset file {preset_file}",
                           ", ".join(available) or "none found")
     preset = read_yaml(preset_file)
+    check_preset_knobs(preset, preset_file, config_file)
     validate(preset, "preset", preset_file)
 
     check_preset_sections(preset, preset_file)
@@ -205,6 +199,22 @@ def _cycles(rounds: dict[str, dict[str, Any]], files: dict[str, Path]
         if name not in state:
             visit(name, [name])
     return out
+
+
+def check_preset_knobs(preset: Any, preset_file: Path, config_file: str) -> None:
+    """A preset's fixed model / corrector / train settings may not set a field that a knob sets
+    (knobs.schema.yaml `x-physweep.sets`): the knob's value (default, config `knobs`, round
+    `fixed`, a sweep) decides it, the same at every preset."""
+    if not isinstance(preset, dict):
+        return
+    for name, knob in K.REGISTRY.items():
+        settings = preset.get(knob.section)
+        if isinstance(settings, dict) and knob.field in settings:
+            raise ConfigError(str(preset_file), f"{knob.section}.{knob.field}",
+                              f"is set by knob '{name}', which a preset cannot set (set the knob "
+                              f"with `knobs: {{{name}: ...}}` in {config_file}, --config "
+                              f"'knobs={{{name}: ...}}' or a round's `fixed:`)",
+                              f"{knob.section} settings that no knob sets")
 
 
 def check_preset_sections(preset: dict[str, Any], preset_file: Path) -> None:

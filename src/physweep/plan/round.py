@@ -20,7 +20,7 @@ from physweep.plan import designs
 from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig, normalise_knob
 from physweep.plan.errors import ConfigError, UnknownRunError
-from physweep.plan.sizes import effective_batch, effective_size
+from physweep.plan.sizes import effective_batch, effective_size, effective_value
 
 # The shape every run name has (``knob~value`` pairs joined by ``_``, ``baseline_seed~N``):
 # one path component, no leading dot. Used as the Snakemake wildcard constraint of {run}.
@@ -394,7 +394,7 @@ def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun], rnd: dict, file: 
         for k in K.SIZE_KNOBS:
             if not isinstance(r.values[k], Pending):
                 try:
-                    effective_size(wcfg.preset, k, r.values[k], pfile)
+                    effective_value(wcfg.preset, k, r.values[k], preset_file=pfile)
                 except ConfigError as exc:
                     raise ConfigError(exc.file, exc.key, f"{exc.problem}, used by "
                                       f"{_where_set(wcfg, rnd, file, r, k)}", exc.allowed) from None
@@ -405,7 +405,8 @@ def _check_sizes(wcfg: WorkflowConfig, runs: list[PlannedRun], rnd: dict, file: 
                               f"'{r.block}' ({file}: batch_tokens {r.batch_tokens}"
                               f"{', ' + r.batch_rule if r.batch_rule else ''})", exc.allowed) from None
         if not isinstance(r.values["max_horizon"], Pending):
-            h = effective_size(wcfg.preset, "max_horizon", r.values["max_horizon"], pfile)
+            h = effective_value(wcfg.preset, "max_horizon", r.values["max_horizon"],
+                                preset_file=pfile)
             if full_horizon < 2 * h:
                 raise ConfigError(pfile, "eval.full.horizon",
                                   f"full-eval horizon {full_horizon} is shorter than twice the "
@@ -455,7 +456,8 @@ def _probe_twins(wcfg: WorkflowConfig, runs: list[PlannedRun]) -> list[str]:
         if any(isinstance(r.values[k], Pending) for k in CURRICULUM_KNOBS):
             continue
         total = budget * ref // effective_batch(preset, r.batch_tokens, pfile)
-        cur = Curriculum(effective_size(preset, "max_horizon", r.values["max_horizon"], pfile),
+        cur = Curriculum(effective_value(preset, "max_horizon", r.values["max_horizon"],
+                                         preset_file=pfile),
                          stages, total, bool(r.values["freeze_bottom_layers_on_expand"]))
         probe = round(fraction * total)
         starts = sorted({-(-k * total // stages) for k in range(stages)})  # first step per stage

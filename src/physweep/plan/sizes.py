@@ -1,8 +1,14 @@
-"""Nominal -> effective sizes: the active preset's `sizes` rules (explicit map or scale)."""
+"""Nominal -> effective: the active preset's `sizes` rules (explicit map or scale), the LR
+scaling and the EMA window. ``effective_value`` is the one mapping of a knob's nominal value to
+its effective one; which rule a knob follows is its declared ``x-physweep.effective``."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from physweep.plan import knobs as K
 from physweep.plan.errors import ConfigError
+from physweep.train.schedule import scale_lr
 
 
 def effective_size(preset: dict, knob: str, nominal: int, preset_file: str = "preset") -> int:
@@ -44,4 +50,36 @@ def effective_lr(preset: dict, nominal: float, batch: int, ref_batch: int) -> fl
     barely move the model; the demo preset multiplies them so the levels stay in the same ratio.
     """
     scale = float(preset["sizes"].get("lr", {}).get("scale", 1.0))
-    return float(nominal) * scale * batch / ref_batch
+    return scale_lr(float(nominal) * scale, batch, ref_batch)
+
+
+def effective_value(preset: dict, knob: str, nominal: Any, compute: dict | None = None,
+                    batch_tokens: int | None = None, preset_file: str = "preset") -> Any:
+    """The effective value of ``knob`` at ``nominal`` under ``preset``, by the knob's declared
+    rule (``x-physweep.effective`` in knobs.schema.yaml): ``size`` -> the preset's size rule,
+    ``lr`` -> linear in the effective batch (``batch_tokens``, the run's nominal batch, default
+    ``compute.batch_tokens``) relative to the effective ``compute.ref_batch_tokens``, times the
+    preset's LR scale; ``ema`` -> the same window as a fraction of the effective
+    ``compute.budget_steps``; ``none`` -> unchanged. ``compute``: the config's nominal compute
+    section (needed by the ``lr`` and ``ema`` rules only)."""
+    rule = K.REGISTRY[knob].effective
+    if rule == "size":
+        return effective_size(preset, knob, nominal, preset_file)
+    if rule == "none":
+        return nominal
+    if compute is None:
+        raise ValueError(f"the effective {knob} needs the compute settings")
+    if rule == "lr":
+        batch = effective_batch(preset, int(batch_tokens or compute["batch_tokens"]), preset_file)
+        ref = effective_batch(preset, int(compute["ref_batch_tokens"]), preset_file)
+        return effective_lr(preset, nominal, batch, ref)
+    budget = int(compute["budget_steps"])  # rule == "ema"
+    return effective_ema(nominal, budget, effective_size(preset, "budget_steps", budget, preset_file))
+
+
+def effective_values(preset: dict, nominal: dict[str, Any], compute: dict | None = None,
+                     batch_tokens: int | None = None, preset_file: str = "preset"
+                     ) -> dict[str, Any]:
+    """``effective_value`` of every knob in ``nominal``."""
+    return {k: effective_value(preset, k, v, compute, batch_tokens, preset_file)
+            for k, v in nominal.items()}

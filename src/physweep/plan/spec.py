@@ -2,7 +2,8 @@
 
 The template carries everything a job needs (nominal values, pending winner sources, the preset's
 size rules and fixed settings); ``build_spec`` resolves pending values from winner files and
-maps nominal sizes to effective ones. This is the one place where nominal becomes effective.
+maps nominal values to effective ones (``physweep.plan.sizes.effective_value``). Which section
+and field a knob sets is its declaration (``x-physweep.sets`` in knobs.schema.yaml).
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.errors import ConfigError
 from physweep.plan.round import Pending, PlannedRun, RoundPlan
-from physweep.plan.sizes import effective_batch, effective_ema, effective_lr, effective_size
+from physweep.plan.sizes import effective_batch, effective_size, effective_value, effective_values
 
-MODEL_KNOBS = ("model_dim", "depth", "latent_tokens", "window_size", "u_shape", "pos_encoding",
-               "norm", "channel_separated")
-CORRECTOR_KNOBS = ("cadence", "steps", "guidance")
-TRAIN_KNOBS = ("lr", "warmup", "ema", "inverse_encode", "inverse_decode", "projection_weight",
-               "max_horizon", "freeze_bottom_layers_on_expand", "sampler_temp")
+# the knobs of each run-spec section, derived from their declarations (x-physweep.sets)
+MODEL_KNOBS = K.section_knobs("model")
+CORRECTOR_KNOBS = K.section_knobs("corrector")
+TRAIN_KNOBS = K.section_knobs("train")
 
 
 def portable_path(path: str | Path, root: str | Path, cwd: str | Path | None = None) -> str:
@@ -87,14 +87,22 @@ def model_section(preset: dict[str, Any], nominal: dict[str, Any], preset_file: 
                   run: str = "baseline") -> dict[str, Any]:
     """The run spec's ``model`` section (SurrogateConfig fields): the nominal model knobs mapped
     to the preset's effective sizes, plus the preset's fixed ``model`` settings."""
-    model = {k: effective_size(preset, k, nominal[k], preset_file) if k in K.SIZE_KNOBS
-             else nominal[k] for k in MODEL_KNOBS}
-    model.update(preset["model"])
+    eff = {k: effective_value(preset, k, nominal[k], preset_file=preset_file) for k in MODEL_KNOBS}
+    model = section(preset, "model", eff)
     if model["model_dim"] % model["heads"]:
         raise ConfigError(preset_file, "model.heads", f"{model['heads']} heads do not divide "
                           f"model_dim {model['model_dim']} (run {run})",
                           "a divisor of every effective model_dim")
     return model
+
+
+def section(preset: dict[str, Any], name: str, effective: dict[str, Any]) -> dict[str, Any]:
+    """Run-spec section ``name``: the declared field of each of its knobs set to the knob's
+    effective value, then the preset's fixed settings of that section (which may not set a
+    knob's field: ``physweep.plan.config.check_preset_knobs``)."""
+    out = {K.REGISTRY[k].field: effective[k] for k in K.section_knobs(name)}
+    out.update(preset[name])
+    return out
 
 
 def preset_model(wcfg: WorkflowConfig, **nominal: Any) -> dict[str, Any]:
@@ -109,27 +117,22 @@ def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = 
     """Resolve a template into the run spec of docs/architecture.md."""
     nominal = resolve_nominal(tpl, winners or {})
     preset, pfile = tpl["preset"], tpl["preset_file"]
-    eff = {k: effective_size(preset, k, nominal[k], pfile) if k in K.SIZE_KNOBS else nominal[k]
-           for k in nominal}
+    compute = {"ref_batch_tokens": tpl["ref_batch_tokens"], "budget_steps": tpl["budget_steps"]}
+    # lr: linear in the run's batch_tokens; ema: the same window as a fraction of training
+    eff = effective_values(preset, nominal, compute, tpl["batch_tokens"], pfile)
     batch = effective_batch(preset, tpl["batch_tokens"], pfile)
     ref_batch = effective_batch(preset, tpl["ref_batch_tokens"], pfile)
     budget_steps = effective_size(preset, "budget_steps", tpl["budget_steps"], pfile)
-    lr = effective_lr(preset, nominal["lr"], batch, ref_batch)  # linear in batch_tokens
 
     model = model_section(preset, nominal, pfile, tpl["run"])
-    corrector = {k: eff[k] for k in CORRECTOR_KNOBS}
-    corrector.update(preset["corrector"])
-    train = {k: eff[k] for k in TRAIN_KNOBS}
-    train["lr"] = lr
-    train["ema"] = effective_ema(nominal["ema"], tpl["budget_steps"], budget_steps)
-    train.update(preset["train"])
+    corrector = section(preset, "corrector", eff)
+    train = section(preset, "train", eff)
     train.update(batch_tokens=batch, budget_tokens=budget_steps * ref_batch, seed=tpl["seed"])
     return {
         "run": tpl["run"], "round": tpl["round"], "block": tpl["block"],
         "preset": tpl["preset_name"], "seed": tpl["seed"],
         "model": model, "corrector": corrector, "train": train,
         "nominal": nominal,
-        "effective": {k: eff[k] for k in K.SIZE_KNOBS} | {"batch_tokens": batch, "lr": lr,
-                                                          "ema": train["ema"],
-                                                          "steps_total": budget_steps * ref_batch // batch},
+        "effective": {k: eff[k] for k in K.KNOBS if K.REGISTRY[k].effective != "none"}
+        | {"batch_tokens": batch, "steps_total": budget_steps * ref_batch // batch},
     }

@@ -7,34 +7,37 @@ from typing import Any
 from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.round import Pending, RoundPlan
-from physweep.plan.sizes import effective_batch, effective_ema, effective_lr, effective_size
+from physweep.plan.sizes import effective_batch, effective_size, effective_value
 from physweep.plan.spec import portable_path
+
+# Knobs whose cells read nominal->effective: the rules that are the same for every run of a
+# round. The `lr` rule depends on the run's batch_tokens: its effective value is the lr_scaled
+# column.
+CELL_RULES = ("size", "ema")
+
+
+def _effective(wcfg: WorkflowConfig, knob: str, value: Any, batch_tokens: int | None = None) -> Any:
+    return effective_value(wcfg.preset, knob, value, wcfg.config["compute"], batch_tokens,
+                           str(wcfg.preset_file))
 
 
 def _cell(wcfg: WorkflowConfig, knob: str, value: Any) -> str:
     if isinstance(value, Pending):
         return str(value)
     text = K.format_value(value)
-    if knob in K.SIZE_KNOBS:
-        eff = effective_size(wcfg.preset, knob, value, str(wcfg.preset_file))
-        if eff != value:
-            text += f"->{eff}"
-    elif knob == "ema":
-        nominal = wcfg.config["compute"]["budget_steps"]
-        steps = effective_size(wcfg.preset, "budget_steps", nominal, str(wcfg.preset_file))
-        eff = effective_ema(value, nominal, steps)
-        if steps != nominal:
-            text += f"->{eff:.4g}"
+    if K.REGISTRY[knob].effective in CELL_RULES:
+        eff = _effective(wcfg, knob, value)
+        if not K.same_value(eff, value):
+            text += "->" + (K.format_value(eff) if isinstance(eff, int) else f"{eff:.4g}")
     return text
 
 
 def _lr_text(wcfg: WorkflowConfig, run) -> str:
     lr = run.values["lr"]
-    ratio = effective_lr(wcfg.preset, 1.0, _batch_eff(wcfg, run.batch_tokens),
-                         _batch_eff(wcfg, wcfg.config["compute"]["ref_batch_tokens"]))
     if isinstance(lr, Pending):
+        ratio = _effective(wcfg, "lr", 1.0, run.batch_tokens)
         return f"{lr}" + (f" x{ratio:.3g}" if ratio != 1 else "")
-    return K.format_value(float(f"{lr * ratio:.4g}"))
+    return K.format_value(float(f"{_effective(wcfg, 'lr', lr, run.batch_tokens):.4g}"))
 
 
 def _batch_eff(wcfg: WorkflowConfig, nominal: int) -> int:
@@ -122,7 +125,7 @@ def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
             "baseline": r.is_baseline,
             "nominal": {k: str(v) if isinstance(v, Pending) else v for k, v in r.values.items()},
             "effective": {k: _cell(wcfg, k, v) for k, v in r.values.items()
-                          if k in K.SIZE_KNOBS or k == "ema"},
+                          if K.REGISTRY[k].effective in CELL_RULES},
             "fixed_from": {k: o for k, o in r.origin.items() if o.startswith(("winner", "best"))},
             "batch_tokens": _batch_text(wcfg, r),
             "lr_scaled": _lr_text(wcfg, r),

@@ -130,7 +130,7 @@ class TrainConfig:
     points_per_sample: int = 256  # input points per sample
     micro_batch: int = 4  # samples per forward/backward
     budget_tokens: int = 2048 * 60  # tokens per run (same for a round); steps = budget // batch
-    weight_decay: float = 0.05  # AdamW decay on matrices (not biases / norms / embeddings)
+    weight_decay: float = 0.01  # AdamW decay on matrices (not biases / norms / embeddings)
     grad_clip: float = 1.0  # max global grad norm (<= 0: no clipping)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" (a machine field: not the run's identity)

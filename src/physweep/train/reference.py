@@ -37,7 +37,7 @@ def reference_spec(reference: dict[str, Any], train_preset: dict[str, Any],
         curriculum_stages=int(reference.get("curriculum_stages", 1)), batch_tokens=batch,
         points_per_sample=points, micro_batch=int(train_preset["micro_batch"]),
         budget_tokens=int(reference["steps"]) * batch,
-        weight_decay=float(train_preset["weight_decay"]),
+        weight_decay=float(reference["weight_decay"]),
         grad_clip=float(train_preset["grad_clip"]), seed=int(reference.get("seed", 0)),
         device=str(train_preset["device"]), precision=str(train_preset["precision"]),
         compile=bool(train_preset["compile"]), log_every=int(train_preset["log_every"]))
