@@ -65,7 +65,7 @@ def test_five_two_level_knobs_in_8_runs_plan_quickly_at_resolution_iii(tmp_path,
     t0 = time.perf_counter()
     assert cli.main(["plan", "round_x", "--configfile", str(configfile)]) == 0
     elapsed = time.perf_counter() - t0
-    assert elapsed < 5, f"planning took {elapsed:.1f} s"
+    assert elapsed < 30, f"planning took {elapsed:.1f} s"  # ~1 s; the old search took 10 min
     text = capsys.readouterr().out
 
     plan = plan_round(_wcfg(configfile), "round_x")
@@ -255,7 +255,7 @@ def test_huge_grid_is_refused_before_it_is_built(tmp_path):
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="has 160000 runs, more than max_runs"):
         plan_round(_wcfg(configfile), "round_h")
-    assert time.perf_counter() - t0 < 1
+    assert time.perf_counter() - t0 < 10  # refused before 160,000 runs are built
 
 
 # ---- 5. unknown run names in targets
