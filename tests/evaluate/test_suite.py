@@ -126,3 +126,21 @@ def test_knob_projection_weight_blends_outputs(trained):
     c = rollout(ckpt, weight=2.0).fields
     assert not torch.equal(a, b) and not torch.equal(b, c)
     assert np.isfinite(c.numpy()).all()
+
+
+def test_outputs_carry_the_dirichlet_data_at_every_projection_weight(trained):
+    """The inlet profile and no-slip in solids are imposed on every output (they are known): the
+    inflow gate reads 0 and solid cells hold zero velocity whatever the model predicts there
+    (the no_slip gate also extrapolates the flow to the channel walls, which stays the model's;
+    so does the interior: projection weight 0 leaves it untouched)."""
+    from physweep.physics.gates import compute_gates, grid_info
+
+    _, ckpt = trained
+    split = synthetic_split(n_traj=2, seed=1)
+    for weight in (0.0, 1.0):
+        fields = rollout(ckpt, weight=weight).fields[0]  # (N, T, C, H, W)
+        for i in range(fields.shape[0]):
+            gates = compute_gates(fields[i], split.mask[i], split.inflow[i], grid_info(split))
+            assert gates["inflow"] < 1e-6, (weight, gates)
+            solid = ~split.mask[i].bool()
+            assert solid.any() and float(fields[i][:, :2, solid].abs().max()) == 0.0
