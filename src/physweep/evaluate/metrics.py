@@ -12,7 +12,8 @@ Conventions shared by every function here:
   metrics with a documented *finite* failed value are :func:`correlation_time` (a NaN
   correlation counts as a drop below the threshold) -- see each docstring.
 
-References (see /work/shared/REFERENCES.md "Metrics"): nRMSE from PDEBench, VRMSE from The Well,
+References: nRMSE from PDEBench (Takamoto et al., NeurIPS 2022), VRMSE from The Well (Ohana et al.,
+NeurIPS 2024),
 regression calibration from Kuleshov et al. (ICML 2018), CRPS and spread-skill as in
 WeatherBench 2, correlation time as in PDE-Refiner (threshold 0.8).
 """

@@ -13,10 +13,10 @@ physics projection (``projection_weight`` w):
     out = bc + (1 − exp(−w)) · (project(bc) − bc),  bc = pred with the Dirichlet data imposed
     (α = 0.39, 0.63, 0.86 at w = 0.5, 1, 2)
 
-(w = 0: the prediction with its Dirichlet data; w → ∞: the projected field). The blend acts on the outputs only; the
-latent trajectory is not changed by it. Members of the ensemble are rollouts of the same start
-with different corrector noise (drawn from ``generator``); without an active corrector they are
-identical, so one rollout is computed and repeated.
+(w = 0: the prediction with its Dirichlet data; w → ∞: the projected field). The blend acts on
+the outputs only; the latent trajectory is not changed by it. Members of the ensemble are
+rollouts of the same start with different corrector noise (drawn from ``generator``); without an
+active corrector they are identical, so one rollout is computed and repeated.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Not a playbook knob and not swept: it is trained once per dataset by the same trainer
 (``physweep.train.loop``, ``spec["model_kind"] = "unet"``) and evaluated by the same suite, so
 every evaluation can show how far the tuned surrogate is from a plain, well-understood model on
-the same samples (REFERENCES.md: 263 k parameters, 0.145 test nRMSE after 510 CPU s).
+the same samples (measured when issue #11 was filed: 263 k parameters, 0.145 test nRMSE
+after 510 CPU s on the earlier demo data).
 
 One step (B batch, C fields, H × W grid; fields normalised by the training statistics):
 
@@ -34,7 +35,7 @@ from physweep.model.surrogate import FieldUnits
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Sizes of the reference U-Net (defaults: REFERENCES.md's 3 levels, width 24)."""
+    """Sizes of the reference U-Net (defaults: 3 levels, width 24)."""
 
     in_channels: int = 3  # fields (u, v, p)
     width: int = 24  # channels at the finest level; doubled at every coarser level

@@ -8,7 +8,8 @@ What differs from a surrogate run, and why:
 * ``projection_weight`` 0: the reference is a plain data-driven model;
 * regime sampler temperature 1e6: uniform over the regimes (the reference must not depend on
   a knob the rounds tune);
-* one curriculum stage at ``max_horizon`` (REFERENCES.md: a 2-step unrolled loss).
+* one curriculum stage at ``max_horizon`` (a 2-step unrolled loss, as in the U-Net
+  baseline of issue #11).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Energy and memory telemetry for training and rollout loops.
 
-Energy is *measured* or *missing*, never estimated (REFERENCES.md "Energy"):
+Energy is *measured* or *missing*, never estimated:
 
 * CUDA device: NVML ``nvmlDeviceGetTotalEnergyConsumption`` (millijoules since driver load,
   Volta and newer) through the ``pynvml`` module of the ``nvidia-ml-py`` package.
