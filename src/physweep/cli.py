@@ -1,5 +1,5 @@
 """`physweep` command line: inspect rounds before anything is spent (plan), while and after they
-run (status)."""
+run (status), and propose the next one (next)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="redraw in place every SECONDS (default 5) until Ctrl-C")
     s.add_argument("--no-squeue", action="store_true", help="do not ask squeue for SLURM jobs")
     s.add_argument("--lines", type=int, default=10, help="log lines shown per failed job")
-    for q in (s,):
+    n = sub.add_parser("next", help="propose the next round from a finished round's effects: "
+                       "winners fixed, a narrower grid over the significant knobs")
+    n.add_argument("round", help="a finished round (ranking.csv and winners.yaml written)")
+    n.add_argument("--results", help="the results directory (default: results_dir of the config)")
+    n.add_argument("--out", help="file to write (default: <rounds_dir>/<round>_next.yaml); the "
+                   "round is named after the file")
+    n.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    n.add_argument("--force", action="store_true", help="overwrite an existing file")
+    for q in (s, n):
         q.add_argument("--configfile", default=str(REPO_ROOT / "config" / "config.yaml"))
         q.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
                        help="top-level overrides, as snakemake --config")
@@ -87,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         wcfg = load_workflow_config(config, REPO_ROOT, configfile)
         if args.command == "status":
             return _status(args, wcfg)
+        if args.command == "next":
+            return _next(args, wcfg)
         if args.command == "rounds":
             for name, rnd in wcfg.rounds.items():
                 print(f"{name}: {rnd.get('title', '')} ({wcfg.round_files[name]})")
@@ -163,6 +173,45 @@ def _status(args, wcfg) -> int:
     except FileNotFoundError as exc:
         print(f"physweep: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _next(args, wcfg) -> int:
+    from physweep.plan.config import _resolve
+    from physweep.report.next_round import NotFinished, NothingToNarrow, propose_next
+
+    results, _ = _results_and_workdir(args, wcfg)
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = _resolve(wcfg.root, wcfg.config["rounds_dir"]) / f"{args.round}_next.yaml"
+    if out.exists() and not args.force:
+        print(f"physweep: {out} exists; --force overwrites it", file=sys.stderr)
+        return 1
+    try:
+        prop = propose_next(wcfg, results, args.round, out.stem, alpha=args.alpha)
+    except NotFinished as exc:
+        print(f"physweep: {exc}", file=sys.stderr)
+        return 1
+    except NothingToNarrow as exc:
+        print(f"{args.round}: reasoning")
+        print("\n".join(f"  {line}" for line in exc.reasoning))
+        print(f"physweep: {exc}; no file written", file=sys.stderr)
+        return 1
+    print(f"{args.round} -> {prop.name}: reasoning")
+    print("\n".join(f"  {line}" for line in prop.reasoning))
+    n_base = len(prop.plan.baseline)
+    print(f"planned: {len(prop.plan.runs)} runs ({n_base} baseline replicates at the winner's "
+          f"values + {len(prop.plan.runs) - n_base} in block narrow); fixed from "
+          f"{args.round}'s winners: {', '.join(prop.inherited) or 'nothing'}")
+    for w in prop.warnings:
+        print(f"  warning: {w}")
+    from physweep.io import write_text
+
+    write_text(out, prop.text)
+    print(f"wrote {out} (check it with `physweep plan {prop.name}`"
+          + ("" if out.parent.resolve() == _resolve(wcfg.root, wcfg.config["rounds_dir"]).resolve()
+             else f" once it is in {wcfg.config['rounds_dir']}/") + ")")
     return 0
 
 
