@@ -93,8 +93,8 @@ class Round:
         path.write_text(text + "\n")
         return path
 
-    def marker(self, run: str, rel: str, jobid: str | None = None) -> None:
-        key = f"results/{ROUND}/runs/{run}/{rel}"
+    def marker(self, run: str | None, rel: str, jobid: str | None = None) -> None:
+        key = f"results/{ROUND}/runs/{run}/{rel}" if run else f"results/{rel}"
         path = self.root / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(
             key.encode()).decode()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +147,7 @@ def test_during_training_steps_loss_eta_and_compute(tmp_path):
     # a half-written progress file (what a non-atomic writer could leave) is ignored, not fatal
     (rnd.run_dir("lr~4.5e-4") / "probe").mkdir(parents=True)
     (rnd.run_dir("lr~4.5e-4") / "probe" / PROGRESS_NAME).write_text('{"format": "physw')
+    rnd.marker(None, "reference/channel_demo/full_eval.nc")  # not a run's job
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     st = rnd.status(now=now)
     runs = by_run(st)
@@ -177,6 +178,10 @@ def test_during_training_steps_loss_eta_and_compute(tmp_path):
     text = format_status(st)
     assert "lr~2e-4" in text and "40/250" in text and "24s→probe" in text
     assert "2 job(s) running now" in text
+    assert [(j["rule"], j["output"]) for j in s["other_jobs"]] == [
+        ("eval_reference", "reference/channel_demo/full_eval.nc")]
+    assert "other jobs in flight: eval_reference (reference/channel_demo/full_eval.nc" in text
+    assert "train_finish running " in text  # with the time since it started
     # reading changed nothing
     assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
 
@@ -279,11 +284,21 @@ def test_after_the_round_every_run_is_ranked(tmp_path, monkeypatch):
     assert s["decisions"]["saved_budgets"] == pytest.approx(0.65)
     assert s["best"]["run"] == "baseline" and s["best"]["lowest"]["run"] == "lr~4.5e-4"
     assert s["winner"]["run"] == "baseline"
-    # a rerun forced after ranking: the run is no longer "ranked" while it retrains
+    # a rerun forced after ranking: while the probe retrains, the run's later outputs are
+    # left-overs (Snakemake will redo them), and once it has retrained they are older than it
     rnd.snakemake_running()
     rnd.marker("lr~2e-4", "probe/checkpoint.pt")
-    (rnd.run_dir("lr~2e-4") / "probe" / "checkpoint.pt").unlink()
-    assert by_run(rnd.status())["lr~2e-4"]["state"] == "decided stop"
+    lr = by_run(rnd.status())["lr~2e-4"]
+    assert lr["state"] == "training probe" and lr["decision"] is None
+    assert lr["jobs"]["train_probe"] == "running" and lr["jobs"]["decide"] == "waiting"
+    (tmp_path / ".snakemake" / "incomplete").rename(tmp_path / "gone")
+    future = time.time() + 10
+    for f in ("checkpoint.pt", "train_log.nc"):
+        os.utime(rnd.run_dir("lr~2e-4") / "probe" / f, (future, future))
+    lr = by_run(rnd.status())["lr~2e-4"]
+    assert lr["state"] == "probe done" and lr["jobs"]["eval_probe"] == "waiting"
+    assert lr["stale"] == ["eval_probe", "decide"]  # Snakemake redoes them on its next run
+    assert lr["failed"] is None  # its old eval log is no failure: the eval has not run again
     json.dumps(st)  # JSON-able as it is
 
 

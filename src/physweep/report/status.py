@@ -15,7 +15,10 @@ by a rename when written, so reading cannot disturb or see half of anything.
 A run's state is the last milestone it reached (planned, queued, training probe, probe done,
 decided continue|stop, training to end, evaluated, promoted, full-evaluated, ranked) unless one
 of its jobs failed (failed) or its training diverged (diverged); the job column says what runs
-for it now.
+for it now. A job's outputs count as Snakemake counts them: present and not older than the
+outputs of the run's jobs they are made from (a forced rerun, a retried job); older ones are
+listed as left-overs that Snakemake will redo. What it cannot see from files: outputs that a
+changed config or code makes Snakemake redo (params and code triggers): ``snakemake -n``.
 """
 
 from __future__ import annotations
@@ -239,6 +242,9 @@ class RunStatus:
     rank: int | None = None
     failed: dict[str, Any] | None = None
     progress_age_s: float | None = None
+    job_since: float | None = None  # when Snakemake started (or submitted) that job
+    jobs: dict[str, str] = field(default_factory=dict)  # rule -> done|running|queued|...
+    stale: list[str] = field(default_factory=list)  # jobs whose outputs predate their inputs
     spent_steps: int = 0
 
 
@@ -259,14 +265,24 @@ def _key(ctx: Context, run: str, rel: str) -> str:
     return os.path.normpath(f"{ctx.results_key}/{ctx.round}/runs/{run}/{rel}")
 
 
-def _job_state(ctx: Context, run: str, rule: str, outputs: tuple[str, ...]) -> dict[str, Any]:
-    """One job of a run: done | running | queued | interrupted | failed | waiting."""
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _job_state(ctx: Context, run: str, rule: str, outputs: tuple[str, ...],
+               after: float | None) -> dict[str, Any]:
+    """One job of a run: done | running | queued | interrupted | failed | waiting.
+
+    ``after``: when its inputs (the run's earlier jobs' outputs) were made; None without
+    inputs, inf when they are not all made. Outputs older than their inputs are left over from
+    an earlier attempt (a forced rerun, a changed config): not done, as Snakemake sees them."""
     rd = ctx.results / ctx.round / "runs" / run
     log = ctx.results / "logs" / ctx.round / run / f"{rule}.log"
-    out = {"rule": rule, "log": log, "jobid": None, "slurm_state": None, "since": None}
-    if all((rd / o).exists() for o in outputs):
-        out["state"] = "done"
-        return out
+    out = {"rule": rule, "log": log, "jobid": None, "slurm_state": None, "since": None,
+           "mtime": None, "after": after}
     markers = [ctx.snakemake.incomplete.get(_key(ctx, run, o))
                or ctx.snakemake.incomplete.get(str(rd / o)) for o in outputs]
     marker = next((m for m in markers if m), None)
@@ -290,7 +306,14 @@ def _job_state(ctx: Context, run: str, rule: str, outputs: tuple[str, ...]) -> d
         alive = ctx.snakemake.running or (marker.get("jobid") and ctx.squeue is None)
         out["state"] = "running" if alive else "interrupted"
         return out
-    out["state"] = "failed" if log.exists() else "waiting"
+    mtimes = [_mtime(rd / o) for o in outputs]
+    out["exists"] = all(m is not None for m in mtimes)
+    if out["exists"] and (after is None or min(mtimes) >= after - 1):
+        out["state"], out["mtime"] = "done", max(mtimes)
+        return out
+    tried = _mtime(log)  # an attempt after its inputs were made, that left no outputs
+    out["state"] = ("failed" if tried is not None and (after is None or tried >= after - 1)
+                    and not all(m is not None for m in mtimes) else "waiting")
     return out
 
 
@@ -307,57 +330,69 @@ def _rerun_command(ctx: Context, run: str, rule: str, outputs: tuple[str, ...], 
     return cmd
 
 
+#: the run's jobs whose outputs each job reads (the rules' inputs within the run)
+RUN_DEPS = {"train_probe": (), "eval_probe": ("train_probe",), "decide": ("eval_probe",),
+            "train_finish": ("train_probe", "decide"), "small_eval": ("train_finish",),
+            "full_eval": ("train_finish",)}
+
+
 def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set[str],
                ranking: dict[str, dict[str, Any]] | None, ranking_mtime: float | None,
-               preset: str | None, lines: int = 10) -> RunStatus:
+               preset: str | None, lines: int = 10, promoted_mtime: float | None = None
+               ) -> RunStatus:
     rs = RunStatus(run, block, baseline)
     rd = ctx.results / ctx.round / "runs" / run
-    jobs = {rule: _job_state(ctx, run, rule, outs) for rule, outs in RUN_JOBS}
-    decision = _read_json(rd / "decision.json")
+    jobs: dict[str, dict[str, Any]] = {}
+    for rule, outs in RUN_JOBS:
+        deps = RUN_DEPS[rule]
+        ready = all(jobs[d]["state"] == "done" for d in deps)
+        after = (max((jobs[d]["mtime"] for d in deps), default=None) if ready else math.inf)
+        jobs[rule] = _job_state(ctx, run, rule, outs, after)
+    rs.jobs = {rule: j["state"] for rule, j in jobs.items()}
+    rs.stale = [rule for rule, j in jobs.items() if j["state"] == "waiting" and j.get("exists")]
+    done = {rule for rule, j in jobs.items() if j["state"] == "done"}
+    decision = _read_json(rd / "decision.json") if "decide" in done else None
     if isinstance(decision, dict):
         rs.decision = decision.get("decision")
         score = decision.get("run_score")
         rs.probe_score = float(score) if isinstance(score, (int, float)) and math.isfinite(
             score) else None
-    # --- training: logs of finished jobs, progress of the one in flight (or the one that failed)
-    logs = {stage: _cached(rd / stage / "train_log.nc", _read_train_log)
-            for stage in ("probe", "final")}
-    progress = {}
+    # --- training: the log of a finished job, the progress of the one in flight (or failed)
     for rule, stage in TRAIN_RULES.items():
-        p = read_progress(rd / stage / PROGRESS_NAME)
         job = jobs[rule]
-        if p is None or job["state"] == "done":
+        if rule in done:
+            info = _cached(rd / stage / "train_log.nc", _read_train_log)
+            if info:
+                rs.total_steps = info["total_steps"] or rs.total_steps
+                rs.step, rs.loss = info["step"], info["loss"]
+                rs.s_per_step, rs.tokens_per_s = info["s_per_step"], info["tokens_per_s"]
+                if info["status"] == "diverged":
+                    rs.decision = rs.decision or "diverged"
             continue
+        if job["state"] not in ("running", "failed", "interrupted"):
+            continue
+        p = read_progress(rd / stage / PROGRESS_NAME)
         since = job.get("since")
-        if job["state"] in ("queued", "waiting") or (since and p.get("started", 0) < since - 60):
-            continue  # a previous attempt's file: this job has not written its own yet
-        progress[stage] = p
-    for stage in ("probe", "final"):
-        info = logs.get(stage)
-        if info:
-            rs.total_steps = info["total_steps"] or rs.total_steps
-            rs.step, rs.loss = info["step"], info["loss"]
-            rs.s_per_step, rs.tokens_per_s = info["s_per_step"], info["tokens_per_s"]
-            if info["status"] == "diverged":
-                rs.decision = rs.decision or "diverged"
-        p = progress.get(stage)
-        if p:
-            rs.total_steps = p.get("total_steps") or rs.total_steps
-            rs.step = int(p.get("step") or 0)
-            rs.loss = p.get("loss") if p.get("loss") is not None else rs.loss
-            rs.s_per_step = p.get("s_per_step") or rs.s_per_step
-            rs.tokens_per_s = p.get("tokens_per_s") or rs.tokens_per_s
-            rs.progress_age_s = max(0.0, ctx.now - float(p.get("time", ctx.now)))
-            if p.get("status") == "diverged":
-                rs.decision = rs.decision or "diverged"
+        if p is None or (since and p.get("started", 0) < since - 60):
+            continue  # none yet, or a previous attempt's: this job has not written its own
+        if job["state"] != "running" and p.get("started", 0) < (job["after"] or 0) - 1:
+            continue  # written before this job's inputs: not the attempt that failed
+        rs.total_steps = p.get("total_steps") or rs.total_steps
+        rs.step = int(p.get("step") or 0)
+        rs.loss = p.get("loss") if p.get("loss") is not None else rs.loss
+        rs.s_per_step = p.get("s_per_step") or rs.s_per_step
+        rs.tokens_per_s = p.get("tokens_per_s") or rs.tokens_per_s
+        rs.progress_age_s = max(0.0, ctx.now - float(p.get("time", ctx.now)))
+        if p.get("status") == "diverged":
+            rs.decision = rs.decision or "diverged"
     rs.spent_steps = rs.step or 0
     if rs.total_steps:
         rs.probe_step = round(ctx.probe_fraction * rs.total_steps)
-    # --- evaluations
+    # --- evaluations (current ones only)
     reader = _read_eval_score(ctx.objective)
-    small = _cached(rd / "small_eval.nc", reader)
-    full = _cached(rd / "full_eval.nc", reader)
-    probe_eval = _cached(rd / "probe_eval.nc", reader)
+    small = _cached(rd / "small_eval.nc", reader) if "small_eval" in done else None
+    full = _cached(rd / "full_eval.nc", reader) if "full_eval" in done else None
+    probe_eval = _cached(rd / "probe_eval.nc", reader) if "eval_probe" in done else None
     if rs.probe_score is None and probe_eval:
         rs.probe_score = probe_eval["score"]
     if small:
@@ -373,6 +408,7 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
     if active:
         rs.job_rule = active["rule"]
         rs.job = f"{active['rule']} {active['state']}"
+        rs.job_since = active.get("since")
         rs.slurm_jobid = str(active["jobid"]) if active["jobid"] else None
         rs.slurm_state = active["slurm_state"]
     if broken and not active:
@@ -389,10 +425,12 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
         rs.job = f"{broken['rule']} {broken['state']}"
         rs.job_rule = broken["rule"]
     # --- state: the last milestone, unless failed or diverged
+    newest = max((jobs[r]["mtime"] for r in done), default=None)
     ranked = (ranking is not None and run in ranking and not active and not broken
-              and ranking_mtime is not None and all(
-                  (rd / o).stat().st_mtime <= ranking_mtime + 1
-                  for _, outs in RUN_JOBS for o in outs if (rd / o).exists()))
+              and not rs.stale and "eval_probe" in done and ranking_mtime is not None
+              and (newest is None or newest <= ranking_mtime + 1))
+    is_promoted = (run in promoted and "small_eval" in done and promoted_mtime is not None
+                   and jobs["small_eval"]["mtime"] <= promoted_mtime + 1)
     if ranked:
         row = ranking[run]
         rs.rank = int(row["rank"]) if _is_num(row.get("rank")) else None
@@ -406,21 +444,23 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
         rs.state = "ranked"
     elif full:
         rs.state = "full-evaluated"
-    elif run in promoted:
+    elif is_promoted:
         rs.state = "promoted"
     elif small:
         rs.state = "evaluated"
-    elif jobs["train_finish"]["state"] in ("running", "done") and rs.decision != "stop":
+    elif rs.decision in ("continue", "baseline") and (
+            jobs["train_finish"]["state"] == "running" and rs.slurm_state not in PENDING
+            or "train_finish" in done):
         rs.state = "training to end"
     elif rs.decision in ("continue", "baseline"):
         rs.state = "decided continue"
     elif rs.decision == "stop":
         rs.state = "decided stop"
-    elif jobs["train_probe"]["state"] == "done":
+    elif "train_probe" in done:
         rs.state = "probe done"
-    elif jobs["train_probe"]["state"] == "running" and rs.slurm_state not in PENDING:
+    elif jobs["train_probe"]["state"] == "running":
         rs.state = "training probe"
-    elif jobs["train_probe"]["state"] in ("queued", "running"):
+    elif jobs["train_probe"]["state"] == "queued":
         rs.state = "queued"
     # --- the run's next training milestone (collect_status computes the ETA to it)
     if rs.state in ("planned", "queued", "training probe"):
@@ -493,8 +533,10 @@ def collect_status(results: Path, round_name: str, *, workdir: Path | None = Non
         except (OSError, ValueError, KeyError):
             ranking = None
     plan_runs = plan.get("runs", [])
+    promoted_mtime = _mtime(rdir / "promoted.json")
     runs = [run_status(ctx, r["run"], r.get("block", ""), bool(r.get("baseline")), promoted,
-                       ranking, ranking_mtime, plan.get("preset"), lines) for r in plan_runs]
+                       ranking, ranking_mtime, plan.get("preset"), lines, promoted_mtime)
+            for r in plan_runs]
     # --- fill the budget of runs that have not written anything yet
     budgets = [p.get("budget_tokens") for p in (
         _cached(rdir / "runs" / r.run / s / "train_log.nc", _read_train_log)
@@ -521,11 +563,37 @@ def collect_status(results: Path, round_name: str, *, workdir: Path | None = Non
                                                  "training to end") else 0
             r.eta_s = max(0, target - start) * speed
     summary = _round_summary(ctx, runs, s_step, promoted, sigma_factor, promotion_k, ranking)
+    summary["other_jobs"] = _other_jobs(ctx)
     return {"round": round_name, "title": plan.get("title", ""), "objective": ctx.objective,
             "preset": plan.get("preset"), "results": str(results), "workdir": str(workdir),
             "time": now, "snakemake_running": ctx.snakemake.running,
             "squeue": ctx.squeue is not None, "summary": summary,
             "runs": [_jsonable(asdict(r)) for r in runs]}
+
+
+#: outputs of the jobs that are not a run's: (pattern relative to the results directory, rule)
+OTHER_JOBS = ((r"data/[^/]+/train\.nc", "prepare_data"),
+              (r"reference/[^/]+/checkpoint\.pt", "train_reference"),
+              (r"reference/[^/]+/(small|full)_eval\.nc", "eval_reference"),
+              (r"{round}/plan\.json", "plan"), (r"{round}/baseline_probe\.json", "baseline_probe"),
+              (r"{round}/blocks/[^/]+/winner\.yaml", "block_winner"),
+              (r"{round}/promoted\.json", "promote"), (r"{round}/ranking\.csv", "rank"),
+              (r"{round}/report\.html", "report"))
+
+
+def _other_jobs(ctx: Context) -> list[dict[str, Any]]:
+    """Jobs in flight that are not a run's own (data, reference model, selection, report)."""
+    out = []
+    prefix = os.path.normpath(ctx.results_key) + os.sep
+    for key, marker in ctx.snakemake.incomplete.items():
+        rel = key[len(prefix):] if key.startswith(prefix) else None
+        if rel is None:
+            continue
+        for pattern, rule in OTHER_JOBS:
+            if re.fullmatch(pattern.replace("{round}", re.escape(ctx.round)), rel):
+                out.append({"rule": rule, "output": rel, "since": marker.get("since"),
+                            "jobid": marker.get("jobid")})
+    return out
 
 
 def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
@@ -581,11 +649,11 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
             p = 1.0 if r.baseline else p_continue
             expected += p * rest
             upper += rest
-            n_probe_evals += 0 if (rdir / "runs" / r.run / "probe_eval.nc").exists() else 1
+            n_probe_evals += 0 if r.jobs.get("eval_probe") == "done" else 1
             n_small_evals += p
         elif r.state in ("decided continue", "training to end"):
             committed += max(0, r.total_steps - (r.step or r.probe_step or 0)) / r.total_steps
-            n_small_evals += 0 if (rdir / "runs" / r.run / "small_eval.nc").exists() else 1
+            n_small_evals += 0 if r.jobs.get("small_eval") == "done" else 1
     full_total = sum(r.total_steps for r in runs if r.total_steps)
     s_budget = (statistics.median([r.total_steps for r in runs if r.total_steps]) * s_step
                 if s_step and full_total else None)
@@ -600,7 +668,7 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
         ctx.results / "benchmarks" / ctx.round).glob(f"*/{rule}.tsv")) if s is not None])
         for rule in EVAL_RULES} if (ctx.results / "benchmarks" / ctx.round).is_dir() else {}
     k = promotion_k or 0
-    n_full = (sum(1 for r in promoted if not (rdir / "runs" / r / "full_eval.nc").exists())
+    n_full = (sum(1 for r in runs if r.run in promoted and r.jobs.get("full_eval") != "done")
               if (rdir / "promoted.json").exists() else (k if ranking is None else 0))
     eval_s = ((bench.get("eval_probe") or 0) * n_probe_evals
               + (bench.get("small_eval") or 0) * n_small_evals
@@ -687,8 +755,14 @@ def _num(x: Any, fmt: str = ".4g") -> str:
 
 def format_status(st: dict[str, Any]) -> str:
     s = st["summary"]
+    where = st["results"]
+    try:  # shorter when it is below the current directory
+        rel = Path(where).resolve().relative_to(Path.cwd().resolve())
+        where = str(rel) if str(rel) != "." else where
+    except (ValueError, OSError):
+        pass
     out = [f"{st['round']}: {st['title']}  (objective {st['objective']}, preset "
-           f"{st['preset']}; {st['results']})"]
+           f"{st['preset']}; {where})"]
     where = "Snakemake running here" if st["snakemake_running"] else \
         "no Snakemake process running here"
     out.append(f"{where}; squeue: {'yes' if st['squeue'] else 'not available'}")
@@ -732,12 +806,19 @@ def format_status(st: dict[str, Any]) -> str:
                    f"undecided runs continue at the rate so far, {c['continue_basis']})"
                    + (f"; {e['excludes_failed']} failed run(s) not counted"
                       if e["excludes_failed"] else ""))
+    if s.get("other_jobs"):
+        out.append("other jobs in flight: " + ", ".join(
+            f"{j['rule']} ({j['output']}"
+            + (f", {duration(st['time'] - j['since'])}" if j.get("since") else "") + ")"
+            for j in s["other_jobs"]))
     out.append("")
     head = ["run", "state", "job", "step", "loss", "tok/s", "eta", "decision", "probe",
             "small"]
     rows = []
     for r in st["runs"]:
         job = r["job"] or ""
+        if r.get("job_since") and job.endswith(("running", "queued")):
+            job += f" {duration(st['time'] - r['job_since'])}"
         if r["slurm_jobid"]:
             job += f" [slurm {r['slurm_jobid']} {r['slurm_state'] or '?'}]"
         step = (f"{r['step']}/{r['total_steps']}" if r["step"] is not None and r["total_steps"]
@@ -752,6 +833,10 @@ def format_status(st: dict[str, Any]) -> str:
     out.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip())
     for row in rows:
         out.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+    stale = [f"{r['run']}: {', '.join(r['stale'])}" for r in st["runs"] if r["stale"]]
+    if stale:
+        out += ["", "outputs older than their inputs (left from an earlier attempt; Snakemake "
+                "redoes these jobs and what follows on its next run): " + "; ".join(stale)]
     for r in st["runs"]:
         f = r["failed"]
         if not f:
