@@ -349,7 +349,9 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
         after = (max((jobs[d]["mtime"] for d in deps), default=None) if ready else math.inf)
         jobs[rule] = _job_state(ctx, run, rule, outs, after)
     rs.jobs = {rule: j["state"] for rule, j in jobs.items()}
-    rs.stale = [rule for rule, j in jobs.items() if j["state"] == "waiting" and j.get("exists")]
+    # left-overs next to current inputs (behind a job in flight, they are redone anyway)
+    rs.stale = [rule for rule, j in jobs.items() if j["state"] == "waiting" and j.get("exists")
+                and j["after"] != math.inf]
     done = {rule for rule, j in jobs.items() if j["state"] == "done"}
     decision = _read_json(rd / "decision.json") if "decide" in done else None
     if isinstance(decision, dict):
@@ -801,9 +803,12 @@ def format_status(st: dict[str, Any]) -> str:
                    + (f"; {duration(e['left_device_s'])} of device time left"
                       if e.get("left_device_s") else ""))
     else:
+        basis = (f"undecided runs continue at the rate so far, {c['continue_basis']}"
+                 if not c["continue_basis"].endswith(" of 0")
+                 else "every undecided run continues (no decision yet)")
         out.append(f"ETA: ~{duration(e['eta_s'])} ({duration(e['left_device_s'])} of training "
                    f"and evaluation left over {e['parallel']} job(s) running now; assumes "
-                   f"undecided runs continue at the rate so far, {c['continue_basis']})"
+                   f"{basis})"
                    + (f"; {e['excludes_failed']} failed run(s) not counted"
                       if e["excludes_failed"] else ""))
     if s.get("other_jobs"):
