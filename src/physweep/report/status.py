@@ -755,16 +755,19 @@ def _num(x: Any, fmt: str = ".4g") -> str:
     return format(x, fmt) if _is_num(x) else "-"
 
 
+def _short(path: str) -> str:
+    """A path relative to the current directory when it is below it."""
+    try:
+        rel = str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return path
+    return rel if rel != "." else path
+
+
 def format_status(st: dict[str, Any]) -> str:
     s = st["summary"]
-    where = st["results"]
-    try:  # shorter when it is below the current directory
-        rel = Path(where).resolve().relative_to(Path.cwd().resolve())
-        where = str(rel) if str(rel) != "." else where
-    except (ValueError, OSError):
-        pass
     out = [f"{st['round']}: {st['title']}  (objective {st['objective']}, preset "
-           f"{st['preset']}; {where})"]
+           f"{st['preset']}; {_short(st['results'])})"]
     where = "Snakemake running here" if st["snakemake_running"] else \
         "no Snakemake process running here"
     out.append(f"{where}; squeue: {'yes' if st['squeue'] else 'not available'}")
@@ -846,7 +849,7 @@ def format_status(st: dict[str, Any]) -> str:
         f = r["failed"]
         if not f:
             continue
-        out += ["", f"FAILED {r['run']}: {f['rule']} — {f['why']}; log {f['log']}"
+        out += ["", f"FAILED {r['run']}: {f['rule']} — {f['why']}; log {_short(f['log'])}"
                 + (", last lines:" if f["last_lines"] else " (empty)")]
         out += [f"  | {line}" for line in f["last_lines"]]
         out.append(f"  rerun: {f['rerun']}")
