@@ -318,9 +318,8 @@ def _flow(values: list[Any]) -> str:
 def _round_text(name, source, objective, inherited, declares, swept, design, compute, reasoning,
                 alpha) -> str:
     dropped = [r.split(":")[0] for r in reasoning if "dropped" in r]
-    lines = [f"# Proposed by `physweep next {source}` from the results of {source} "
-             "(ranking.csv, winners.yaml, effects at the probe point).",
-             "# Reasoning:"]
+    lines = [f"# Proposed by `physweep next {source}` from the results of {source}",
+             "# (ranking.csv, winners.yaml, effects at the probe point). Reasoning:"]
     for r in reasoning:
         lines += textwrap.wrap(r, 96, initial_indent="#   ", subsequent_indent="#       ")
     lines += [f"name: {name}",
