@@ -346,3 +346,10 @@ def test_watch_redraws_in_place():
     out = buf.getvalue()
     assert "frame one" in out and "frame two" in out and "\x1b[" in out  # cursor moves
     assert rich is not None
+
+
+def test_watch_into_a_file_prints_frame_after_frame(capsys):
+    frames = iter(["frame one", "frame two"])
+    watch(lambda: next(frames), interval=0.01, count=2)
+    out = capsys.readouterr().out
+    assert out == "frame one\n\nframe two\n"  # not a terminal: no cursor movement

@@ -858,28 +858,31 @@ def format_status(st: dict[str, Any]) -> str:
 
 def watch(render, interval: float = 5.0, count: int | None = None, console=None) -> None:
     """Redraw ``render()`` (text) in place every ``interval`` seconds until Ctrl-C (or
-    ``count`` redraws): rich's Live display; plain ANSI redraws without rich."""
-    n = 0
+    ``count`` redraws): rich's Live display on a terminal; plain ANSI redraws without rich; one
+    frame after the other when the output is not a terminal (a file, a pipe)."""
+    import sys
+
     try:
         from rich.live import Live
         from rich.text import Text
-    except ImportError:  # rich not installed: clear the screen and print again
-        try:
-            while count is None or n < count:
-                print("\x1b[H\x1b[2J" + render(), flush=True)
-                n += 1
-                if count is None or n < count:
-                    time.sleep(interval)
-        except KeyboardInterrupt:
-            pass
-        return
-    kwargs = {"console": console} if console is not None else {}
+    except ImportError:  # rich not installed
+        Live = None  # noqa: N806
+    tty = console is not None or sys.stdout.isatty()
+    n = 0
     try:
-        with Live(Text(render()), auto_refresh=False, **kwargs) as live:
-            n = 1
-            while count is None or n < count:
+        if Live is not None and tty:
+            kwargs = {"console": console} if console is not None else {}
+            with Live(Text(render()), auto_refresh=False, **kwargs) as live:
+                n = 1
+                while count is None or n < count:
+                    time.sleep(interval)
+                    live.update(Text(render()), refresh=True)
+                    n += 1
+            return
+        while count is None or n < count:
+            print(("\x1b[H\x1b[2J" if tty else ("\n" if n else "")) + render(), flush=True)
+            n += 1
+            if count is None or n < count:
                 time.sleep(interval)
-                live.update(Text(render()), refresh=True)
-                n += 1
     except KeyboardInterrupt:
         pass
