@@ -79,6 +79,7 @@ from physweep.model.unet import UNet, UNetConfig
 from physweep.physics.flowsplit import FlowSplit
 from physweep.train.curriculum import Curriculum
 from physweep.train.ema import EMA
+from physweep.train.progress import PROGRESS_NAME, ProgressWriter
 from physweep.train.sampler import RegimeSampler
 from physweep.train.schedule import lr_at
 from physweep.train.telemetry import EnergyMeter, WindowedEnergy, peak_memory_mb
@@ -572,7 +573,10 @@ class Trainer:
                 "hardware": hardware, "hostname": platform.node()}
 
     # --- the loop --------------------------------------------------------------------------
-    def run(self, stop_step: int, checkpoint_out: Path, log_out: Path) -> dict[str, Any]:
+    def run(self, stop_step: int, checkpoint_out: Path, log_out: Path,
+            progress_out: Path | None = None) -> dict[str, Any]:
+        """Train to ``stop_step``; ``progress_out``: where to keep a progress file
+        (``physweep.train.progress``: every PROGRESS_EVERY_S seconds and at the end)."""
         cfg = self.cfg
         meter = EnergyMeter(self.device)
         window = WindowedEnergy(meter, min_window_s=1.0)
@@ -580,11 +584,18 @@ class Trainer:
         t0, step0 = time.perf_counter(), self.step
         segment = {**self.machine(), "from_step": self.step, "to_step": self.step}
         self.segments.append(segment)
+        progress = None if progress_out is None else ProgressWriter(
+            progress_out, str(self.spec.get("run", "")), stop_step, self.total_steps,
+            cfg.batch_tokens, cfg.budget_tokens)
         with _Preemption() as preempt:
             while self.step < stop_step and self.status == "ok":
                 row = self.train_step()
                 row["energy_j"] = window.step()
                 row["peak_mem_mb"] = peak_memory_mb(self.device)
+                checkpoint_due = bool(cfg.checkpoint_every
+                                      and self.step % cfg.checkpoint_every == 0)
+                if progress is not None:
+                    progress.step(self.step, row["loss"], row["step_time_s"], force=checkpoint_due)
                 if not row["finite"]:
                     self.status, self.diverged_step = "diverged", self.step
                     log.error("non-finite loss or gradient at step %d: run diverged", self.step)
@@ -599,7 +610,7 @@ class Trainer:
                 if preempt.requested and self.status == "ok":
                     self.status = "preempted"
                     break
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                if checkpoint_due:
                     self.save(checkpoint_out)
         e_end = meter.read_joules()
         if self.energy_j is not None and e_start is not None and e_end is not None:
@@ -608,6 +619,8 @@ class Trainer:
             self.energy_j = None
         self.save(checkpoint_out)
         write_netcdf(self.log_dataset(meter.source), log_out)
+        if progress is not None:
+            progress.finish(self.status, self.step)
         return {"status": self.status, "step": self.step, "total_steps": self.total_steps,
                 "tokens_seen": self.tokens_seen, "seconds": self.seconds,
                 "energy_j": self.energy_j}
@@ -618,14 +631,16 @@ class Trainer:
 
 def train_run(spec: dict[str, Any], data_dir: Path, checkpoint_out: Path, log_out: Path,
               stop_fraction: float = 1.0, resume_from: Path | None = None,
-              threads: int | None = None) -> dict[str, Any]:
+              threads: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) one run up to step round(stop_fraction · total_steps).
 
     Writes ``checkpoint_out`` (atomic) and the netCDF training log ``log_out`` (whole run so far,
-    earlier steps included when resuming). Returns {"status": "ok"|"diverged"|"preempted",
-    "step", "total_steps", "tokens_seen", "seconds", "energy_j"} (energy None if not measured).
-    ``threads`` (the job's CPU threads) overrides the spec's ``train.threads``; like the device
-    it is the machine, not the run: a checkpoint resumes under any thread count.
+    earlier steps included when resuming), both at the end; while it trains, with ``progress``,
+    ``progress.json`` beside the checkpoint (``physweep.train.progress``). Returns
+    {"status": "ok"|"diverged"|"preempted", "step", "total_steps", "tokens_seen", "seconds",
+    "energy_j"} (energy None if not measured). ``threads`` (the job's CPU threads) overrides the
+    spec's ``train.threads``; like the device it is the machine, not the run: a checkpoint
+    resumes under any thread count.
     """
     from physweep.physics.dataset import load_split
 
@@ -638,4 +653,5 @@ def train_run(spec: dict[str, Any], data_dir: Path, checkpoint_out: Path, log_ou
     if resume_from is not None:
         trainer.load_state(load_checkpoint(resume_from))
     stop_step = round(stop_fraction * trainer.total_steps)
-    return trainer.run(stop_step, Path(checkpoint_out), Path(log_out))
+    progress_out = Path(checkpoint_out).parent / PROGRESS_NAME if progress else None
+    return trainer.run(stop_step, Path(checkpoint_out), Path(log_out), progress_out)
