@@ -55,7 +55,9 @@ class Round:
         trainer = SimpleNamespace(
             history=hist, split=SimpleNamespace(regime_names=["periodic", "irregular"]),
             spec={"run": run, "train": {"batch_tokens": 2048, "budget_tokens": 2048 * TOTAL}},
-            status=status, diverged_step=-1, tokens_seen=2048 * steps, total_steps=TOTAL)
+            status=status, diverged_step=-1, tokens_seen=2048 * steps, total_steps=TOTAL,
+            segments=[{"device": "cpu", "threads": 1, "hardware": "test CPU", "hostname": "t",
+                       "from_step": 0, "to_step": steps}])
         out = self.run_dir(run) / stage
         write_netcdf(Trainer.log_dataset(trainer, "none"), out / "train_log.nc")
         (out / "checkpoint.pt").write_bytes(b"checkpoint")
