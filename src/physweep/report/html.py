@@ -180,7 +180,8 @@ def _finalize(value: Any) -> Any:
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("physweep.report", "templates"),
                              autoescape=True, finalize=_finalize, trim_blocks=True,
-                             lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+                             lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
     env.filters["data_uri"] = img_data_uri
     env.globals.update(css=Markup(CSS), sort_js=Markup(SORT_JS), NOT_MEASURED=NOT_MEASURED)
     return env
