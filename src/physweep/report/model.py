@@ -319,6 +319,16 @@ class RoundResults:
             return [f"not recorded; trained on host(s) {', '.join(hosts)}"], "train logs"
         return [], ""
 
+    def devices(self) -> dict[str, int]:
+        """"device, N threads" as the training jobs recorded them -> number of train logs."""
+        out: dict[str, int] = {}
+        for lg in self.logs.values():
+            hw = lg.hardware
+            if hw.device:
+                key = hw.device + (f", {hw.threads} thread(s)" if hw.threads else "")
+                out[key] = out.get(key, 0) + 1
+        return out
+
     def hours_unit(self) -> str:
         """GPU-hours or CPU-hours by the devices the logs recorded (else the hardware text)."""
         devices = {lg.hardware.device.split(":")[0] for lg in self.logs.values()

@@ -400,6 +400,7 @@ def provenance_section(res: RoundResults) -> SimpleNamespace:
     hw, hw_source = res.hardware()
     rows = [("preset", res.plan.get("preset", "—"), "plan")]
     rows += [("hardware", v, hw_source) for v in hw]
+    rows += [("device", v, f"{n} train log(s)") for v, n in res.devices().items()]
     rows += [(k, v, f"{n} file(s)") for k in keys for v, n in seen[k].items()]
     rows += [(f"package {name}", v, f"{n} file(s)") for name in sorted(packages)
              for v, n in packages[name].items()]
