@@ -316,7 +316,7 @@ def test_ranking_without_reference_hides_its_column(tmp_path):
 def test_lead_series_panels_carry_their_baselines(tmp_path):
     from synthetic_round import make_round
 
-    from physweep.report.round import _lead_series
+    from physweep.report.evaldata import lead_series as _lead_series
 
     inputs = make_round(tmp_path / "round", n_runs=12)
     evals = {r: xr.load_dataset(p) for r, p in inputs["eval_files"].items()}

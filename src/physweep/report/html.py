@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -142,29 +141,6 @@ def make_cell(value: Any, *, text: Any = None, cls: str = "", sort_value: Any = 
     return Cell(text=shown, key=key_s, cls=" ".join(classes))
 
 
-def cell(value: Any, *, text: str | None = None, cls: str = "", sort_value: Any = None) -> str:
-    """A ``<td>`` with a ``data-v`` sort key (empty for missing values)."""
-    c = make_cell(value, text=text, cls=cls, sort_value=sort_value)
-    cls_attr = f' class="{c.cls}"' if c.cls else ""
-    return f'<td data-v="{esc(c.key)}"{cls_attr}>{esc(c.text)}</td>'
-
-
-def table(headers: Sequence[str], rows: Iterable[str], *, sortable: bool = False,
-          table_id: str = "", row_html: bool = True) -> str:
-    """Table from header strings and pre-rendered ``<tr>`` rows."""
-    cls = ' class="sortable"' if sortable else ""
-    tid = f' id="{esc(table_id)}"' if table_id else ""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "\n".join(rows)
-    return (f'<div class="scroll"><table{tid}{cls}><thead><tr>{head}</tr></thead>'
-            f"<tbody>\n{body}\n</tbody></table></div>")
-
-
-def simple_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    trs = ["<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows]
-    return table(headers, trs)
-
-
 def img_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -190,16 +166,3 @@ def environment() -> jinja2.Environment:
 def render(template: str, **context: Any) -> Markup:
     """Render one of the package's templates (Markup: safe to put in another template)."""
     return Markup(environment().get_template(template).render(**context))
-
-
-def figure(png: bytes, caption: str, alt: str) -> str:
-    return (f'<figure><img src="{img_data_uri(png)}" alt="{esc(alt)}">'
-            f"<figcaption>{caption}</figcaption></figure>")
-
-
-def page(title: str, body: str) -> str:
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
-        f"<script>{SORT_JS}</script>\n</body></html>\n"
-    )

@@ -15,15 +15,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from markupsafe import Markup
 
 from physweep import __version__
 from physweep.io import atomic_path, code_version, write_text
 from physweep.plan.workflow import rerun_hint
 from physweep.report import figures as F
 from physweep.report.effects import EffectsResult, design_notes, estimate_effects, short_label
-from physweep.report.evaldata import lead_series, regime_rows
-from physweep.report.html import NOT_MEASURED, environment, esc, fmt, make_cell, render
+from physweep.report.evaldata import regime_rows
+from physweep.report.html import NOT_MEASURED, environment, fmt, make_cell, render
 from physweep.report.model import (
     FULL_COLUMNS,
     RoundResults,
@@ -61,8 +60,6 @@ DECISION_FIELDS = ("decision", "improvement", "sigma", "sigma_factor", "sigma_me
 KNOWN_COLUMNS = {"run", "block", "seed", "status", "promoted", "winner", "rank", "objective",
                  "score", "gates_pass", "train_steps", "compute_fraction", *FULL_COLUMNS,
                  *METRICS, *HIDDEN_METRICS}
-# kept importable under their former names
-_lead_series = lead_series
 
 
 def _macros():
@@ -309,16 +306,14 @@ def effects_section(res: RoundResults) -> tuple[EffectsResult | None, str, Any]:
     """The effects fit of the swept knobs: (result, main-effects caption, section HTML)."""
     if not res.knobs:
         return None, "No swept knobs in the ranking: no effects to estimate.", render(
-            "effects.html", problem=Markup("<p>No swept knobs in the ranking (no "
-                                            "<code>knob.*</code> columns).</p>"))
+            "effects.html", problem="no knobs")
     runs = res.ranking[[f"knob.{k}" for k in res.knobs]].set_axis(res.knobs, axis=1).copy()
     runs["response"], src = effects_response(res)
     try:
         eff = estimate_effects(runs, list(res.knobs), "response")
     except Exception as exc:  # noqa: BLE001 - the report must still be written
-        msg = f"Effects could not be estimated: {type(exc).__name__}: {exc}"
         return None, f"Effects could not be estimated: {exc}", render(
-            "effects.html", problem=Markup('<p class="warn">' + esc(msg) + "</p>"))
+            "effects.html", problem="error", error=f"{type(exc).__name__}: {exc}")
     explain = (f"Response: {res.objective} — {RESPONSE_SOURCES[src]}; lower is better. Diverged "
                f"runs are left out. {eff.n_runs} runs used, knobs as categorical factors, OLS "
                "with nested-model F tests (statsmodels anova_lm); residual degrees of freedom: "
