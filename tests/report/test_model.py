@@ -82,6 +82,9 @@ def test_hardware_never_detected_on_the_report_host(tmp_path):
     assert res.hardware() == ([f"not recorded; trained on host(s) {platform.node()}"],
                               "train logs")
     assert res.hours_unit() == "device-hours"
+    # a CPU-only torch build recorded in the log's packages: CPU-hours
+    logs = {"a": _log(tmp_path / "b.nc", hostname="h", packages=json.dumps({"torch": "2.13.0+cpu"}))}
+    assert load_round("r", csv, {}, logs, {}, None, None).hours_unit() == "CPU-hours"
 
 
 def test_ranking_summary_for_the_index(tmp_path):

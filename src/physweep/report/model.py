@@ -180,6 +180,17 @@ class TrainLog:
         return float(np.median(v)) if v.size else math.nan
 
     @property
+    def cpu_only(self) -> bool:
+        """Recorded as trained on a CPU without saying so in ``device``: the spec asked for
+        the CPU, or the job's torch was a CPU-only build (``+cpu``)."""
+        train = (self.run_spec or {}).get("train")
+        if isinstance(train, Mapping) and train.get("device") == "cpu":
+            return True
+        packages = _json_attr(self.ds, "packages")
+        torch = str(packages.get("torch", "")) if isinstance(packages, Mapping) else ""
+        return torch.endswith("+cpu")
+
+    @property
     def train_seconds(self) -> float:
         v = self.values("step_time_s")
         return math.nan if v is None else float(np.nansum(v[np.isfinite(v)]))
@@ -263,6 +274,7 @@ class RoundResults:
     winners_file: dict[str, Any]
     plan: dict[str, Any]
     problems: list[str] = field(default_factory=list)
+    decision_order: list[str] = field(default_factory=list)  # as the workflow listed them
 
     @property
     def names(self) -> list[str]:
@@ -306,7 +318,10 @@ class RoundResults:
 
     @property
     def decisions(self) -> dict[str, Decision]:
-        return {r.name: r.decision for r in self.runs.values() if r.decision is not None}
+        """The runs' decisions in the order the workflow listed them (the plan's)."""
+        order = [*self.decision_order, *(r for r in self.runs if r not in self.decision_order)]
+        return {r: self.runs[r].decision for r in order
+                if r in self.runs and self.runs[r].decision is not None}
 
     def hardware(self) -> tuple[list[str], str]:
         """The hardware lines the runs' training jobs recorded, and where they come from."""
@@ -330,15 +345,17 @@ class RoundResults:
         return out
 
     def hours_unit(self) -> str:
-        """GPU-hours or CPU-hours by the devices the logs recorded (else the hardware text)."""
-        devices = {lg.hardware.device.split(":")[0] for lg in self.logs.values()
-                   if lg.hardware.device}
+        """GPU-hours or CPU-hours by the devices the logs recorded (else the hardware text,
+        else CPU-hours when every log records a CPU-only run)."""
+        logs = list(self.logs.values())
+        devices = {lg.hardware.device.split(":")[0] for lg in logs if lg.hardware.device}
         if devices:
             return "GPU-hours" if "cuda" in devices else "CPU-hours"
-        text = " ".join(h for lg in self.logs.values() for h in lg.hardware.lines).lower()
+        text = " ".join(h for lg in logs for h in lg.hardware.lines).lower()
         if any(w in text for w in ("nvidia", "gpu", "amd instinct", "radeon", "h100", "a100")):
             return "GPU-hours"
-        return "CPU-hours" if text else "device-hours"
+        return "CPU-hours" if text or (logs and all(lg.cpu_only for lg in logs)) \
+            else "device-hours"
 
 
 # ----------------------------------------------------------------------------- reading
@@ -454,7 +471,7 @@ def load_round(round_name: str, ranking_csv: Path, decisions: Mapping[str, Path]
     winners = rd.mapping(winners_yaml, "winners", "yaml")
     plan = rd.mapping(plan_json, "plan", "json")
     return RoundResults(name=round_name, ranking=df, runs=runs, winners_file=winners,
-                        plan=plan, problems=rd.problems)
+                        plan=plan, problems=rd.problems, decision_order=list(decisions))
 
 
 # ----------------------------------------------------------------------------- index summary
