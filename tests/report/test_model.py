@@ -92,3 +92,11 @@ def test_ranking_summary_for_the_index(tmp_path):
     assert s.winner["run"] == "a" and s.n_runs == 2 and s.n_stopped == 1
     assert s.used == 1.4 and abs(s.saved - 0.6) < 1e-12 and s.steps_used == 140
     assert abs(s.steps_saved - 60) < 1e-9
+
+
+def test_every_ranked_metric_has_a_label():
+    from physweep.report.round import HIDDEN_METRICS, METRIC_LABELS, METRICS
+    from physweep.select.rank import RANK_METRICS
+
+    assert set(METRICS) | set(HIDDEN_METRICS) == set(RANK_METRICS)
+    assert set(METRICS) <= set(METRIC_LABELS)

@@ -33,20 +33,22 @@ from physweep.report.model import (
     num,
 )
 from physweep.report.round_figures import Figure, effect_figures, round_figures
+from physweep.select.rank import RANK_METRICS
 
 __all__ = ["DEFAULT_RERUN_HINT", "build_round_report", "load_ranking", "write_round_report"]
 
 DEFAULT_RERUN_HINT = rerun_hint()
 
-#: the ranking's metrics shown in the table (select.rank.RANK_METRICS but nrmse_linear, which
-#: is drawn in the figures), with their labels
+#: labels of the ranking's metrics (select.rank.RANK_METRICS)
 METRIC_LABELS = {"nrmse": "nRMSE", "nrmse_persistence": "persistence nRMSE",
                  "nrmse_reference": "reference nRMSE", "skill": "skill vs persistence",
                  "nrmse_long": "nRMSE long", "nrmse_ood": "nRMSE OOD",
                  "ece": "ECE", "crps": "CRPS", "spread_skill": "spread/skill",
                  "s_per_step": "s/step", "j_per_step": "J/step"}
-METRICS = list(METRIC_LABELS)
+#: ranking metrics read but not shown in the table (drawn in the figures)
 HIDDEN_METRICS = ["nrmse_linear"]
+#: the metrics shown in the ranking table, in rank.py's order
+METRICS = [m for m in RANK_METRICS if m not in HIDDEN_METRICS]
 RANK_RULE = ("Rank and score: the small eval, which every run has on the same samples "
              "(early-stopped runs at their probe point, after the runs trained to the end). "
              "The top runs by small eval are promoted; the full eval decides the winner among "
