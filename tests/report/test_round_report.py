@@ -41,8 +41,8 @@ def _ranking(energy: bool) -> pd.DataFrame:
             "gates_pass": None if diverged else run != "lr~4.5e-4",
             "gate.divergence": nan if diverged else 0.01 * (k + 1),
             "gate.divergence.pass": None if diverged else True,
-            "gate.mass": nan if diverged else (0.5 if run == "lr~4.5e-4" else 0.001),
-            "gate.mass.pass": None if diverged else run != "lr~4.5e-4",
+            "gate.mass_flux": nan if diverged else (0.5 if run == "lr~4.5e-4" else 0.001),
+            "gate.mass_flux.pass": None if diverged else run != "lr~4.5e-4",
             "train_steps": 40 if status in ("early_stopped", "diverged") else 100,
             "compute_fraction": 0.4 if status in ("early_stopped", "diverged") else 1.0,
             "full_rank": 1 if win and prom else (2 if prom else pd.NA),
@@ -161,7 +161,7 @@ def test_round_report(tmp_path, energy):
     assert "lr = 0.0002" in html  # fixed for next round
     assert "warmup~0.06" in html.split("<h2>Ranking</h2>")[0]  # early-stopped listed
     assert "saving 10% of the round" in html  # 0.6 of 1 run out of 6
-    assert "mass" in html.split("<h2>Ranking</h2>")[0]  # failing gate named
+    assert "mass_flux" in html.split("<h2>Ranking</h2>")[0]  # failing gate named
     assert "batch_tokens differs" in html  # guardrail warning
     assert ("time per step (s/step)" in html) is (not energy)
     assert "snakemake --cores 2 round_a --forcerun " \
@@ -250,11 +250,19 @@ def test_round_report_sections_on_synthetic_round(tmp_path):
 
 
 def test_effects_response_is_the_probe_score(tmp_path):
-    from physweep.report.round import _effects_response
+    from physweep.report.model import load_round
+    from physweep.report.round import effects_response
 
-    df = pd.DataFrame({"run": ["a", "b", "c", "d"], "score": [0.9, 0.8, math.inf, 0.7]})
-    dec = {"a": {"run_score": 0.5}, "b": {"run_score": 0.6}, "c": {"decision": "diverged"}}
-    vals, src = _effects_response(df, dec, {"c": "diverged"})
+    csv = tmp_path / "ranking.csv"
+    pd.DataFrame({"run": ["a", "b", "c", "d"], "score": [0.9, 0.8, math.inf, 0.7],
+                  "status": ["ok", "ok", "diverged", "ok"]}).to_csv(csv, index=False)
+    decisions = {}
+    for run, dec in {"a": {"run_score": 0.5}, "b": {"run_score": 0.6},
+                     "c": {"decision": "diverged"}}.items():
+        decisions[run] = tmp_path / f"{run}.json"
+        decisions[run].write_text(json.dumps(dec))
+    res = load_round("r", csv, decisions, {}, {}, None, None)
+    vals, src = effects_response(res)
     assert list(vals[:2]) == [0.5, 0.6] and math.isnan(vals[2]) and vals[3] == 0.7
     assert src == "mixed"
 
@@ -308,7 +316,7 @@ def test_ranking_without_reference_hides_its_column(tmp_path):
 def test_lead_series_panels_carry_their_baselines(tmp_path):
     from synthetic_round import make_round
 
-    from physweep.report.round import _lead_series
+    from physweep.report.evaldata import lead_series as _lead_series
 
     inputs = make_round(tmp_path / "round", n_runs=12)
     evals = {r: xr.load_dataset(p) for r, p in inputs["eval_files"].items()}

@@ -115,6 +115,232 @@ def _sort_levels(values: Iterable) -> list:
         return sorted(vals, key=str)
 
 
+@dataclass
+class _Design:
+    """The runs used in an effects fit: response, knob levels and codes, the main-effects
+    design matrix ``x`` of the estimable ``factors``."""
+
+    y: np.ndarray
+    knobs: list[str]
+    fixed: dict[str, object]
+    levels: dict[str, list]
+    codes: dict[str, np.ndarray]
+    factors: list[str] = field(default_factory=list)
+    x: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.y.size)
+
+    @property
+    def p_main(self) -> int:
+        return _rank(self.x)
+
+    def dummies(self, k: str) -> np.ndarray:
+        return _dummies(self.codes[k], len(self.levels[k]))
+
+
+def _read_design(runs: pd.DataFrame, knobs: Sequence[str], response: str,
+                 notes: list[str]) -> _Design:
+    """Runs with a finite response; the knobs that vary among them, coded 0..levels-1."""
+    knobs = [k for k in knobs if k in runs.columns]
+    y_all = pd.to_numeric(runs[response], errors="coerce") if response in runs.columns \
+        else pd.Series(np.nan, index=runs.index)
+    keep = np.isfinite(y_all.to_numpy(dtype=float))
+    dropped = int((~keep).sum())
+    if dropped:
+        notes.append(f"{dropped} run(s) left out: no finite {response} (diverged or not "
+                     "evaluated).")
+    data = runs.loc[keep, knobs].copy()
+    d = _Design(y=y_all[keep].to_numpy(dtype=float), knobs=knobs, fixed={}, levels={},
+                codes={})
+    for k in knobs:
+        col = data[k]
+        if col.isna().any():
+            col = col.astype(object).where(col.notna(), "missing")
+        lv = _sort_levels(col.tolist())
+        if len(lv) < 2:
+            d.fixed[k] = lv[0] if lv else None
+            continue
+        d.levels[k] = lv
+        index = {v: i for i, v in enumerate(lv)}
+        d.codes[k] = np.array([index[v] for v in col.tolist()])
+    return d
+
+
+def _main_design(d: _Design, notes: list[str]) -> None:
+    """Estimable main effects (greedy: a knob whose columns add no rank is aliased)."""
+    n, ones = d.n, np.ones((d.n, 1))
+    x = ones
+    for k in d.levels:
+        dk = d.dummies(k)
+        gain = _rank(np.column_stack([x, dk])) - _rank(x)
+        if gain == 0:
+            partner = [f for f in d.factors
+                       if _rank(np.column_stack([ones, d.dummies(f), dk]))
+                       == _rank(np.column_stack([ones, d.dummies(f)]))]
+            why = (f"it always changes together with {', '.join(partner)} (aliased)" if partner
+                   else "its levels are confounded with the other knobs' levels (aliased)")
+            notes.append(f"Main effect of {k} not estimable: {why}.")
+            continue
+        if gain < dk.shape[1]:
+            notes.append(f"Main effect of {k} only partly separable from the other knobs "
+                         f"({gain} of {dk.shape[1]} degrees of freedom).")
+        x = np.column_stack([x, dk])
+        d.factors.append(k)
+    d.x = x
+    if n and n - d.p_main <= 0 and d.factors:
+        notes.append(f"Main effects: no residual degrees of freedom ({n} runs, {d.p_main} "
+                     "parameters) -- level means shown, no significance test possible.")
+
+
+def _formula(terms: list[str]) -> str:
+    return "y ~ " + (" + ".join(terms) if terms else "1")
+
+
+class _Fit:
+    """The OLS fits (statsmodels) of one effects estimate, on categorical knob columns."""
+
+    def __init__(self, d: _Design):
+        import statsmodels.formula.api as smf
+        from statsmodels.stats.anova import anova_lm
+
+        self.smf, self.anova_lm, self.d = smf, anova_lm, d
+        self.names = {k: f"k{i}" for i, k in enumerate(d.factors)}
+        frame = pd.DataFrame({self.names[k]: [d.levels[k][c] for c in d.codes[k]]
+                              for k in d.factors})
+        frame["y"] = d.y
+        for k in d.factors:
+            frame[self.names[k]] = pd.Categorical(frame[self.names[k]], categories=d.levels[k])
+        self.frame = frame
+        self.main_terms = [f"C({self.names[k]})" for k in d.factors]
+        self.anova_rows: list[dict] = []
+        self.main = None
+
+    def ols(self, terms: list[str]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.smf.ols(_formula(terms), self.frame).fit()
+
+    def fit_main(self) -> None:
+        if self.d.n < 2 or not self.d.factors:
+            return
+        self.main = self.ols(self.main_terms)
+        for k in self.d.factors:
+            reduced = self.ols([t for t in self.main_terms if t != f"C({self.names[k]})"])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.anova_rows.append(_compare(self.anova_lm, reduced, self.main, k, "main",
+                                                (k,)))
+
+    def fit_pair(self, a: str, b: str) -> None:
+        full = self.ols(self.main_terms + [f"C({self.names[a]}):C({self.names[b]})"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.anova_rows.append(_compare(self.anova_lm, self.main, full, f"{a}:{b}",
+                                            "interaction", (a, b)))
+
+    def ls_means(self) -> pd.DataFrame | None:
+        """Predictions of the main-effects model on the full level grid (capped)."""
+        d = self.d
+        if self.main is None or math.prod(len(d.levels[k]) for k in d.factors) > MAX_GRID:
+            return None
+        cols = [self.names[k] for k in d.factors]
+        grid = pd.DataFrame(list(itertools.product(*[d.levels[k] for k in d.factors])),
+                            columns=cols)
+        for k in d.factors:
+            grid[self.names[k]] = pd.Categorical(grid[self.names[k]], categories=d.levels[k])
+        grid["pred"] = np.asarray(self.main.predict(grid), dtype=float)
+        return grid
+
+
+def _main_table(d: _Design, fit: _Fit) -> pd.DataFrame:
+    """Main-effects table: raw means and LS means per level of every varied knob."""
+    rows = []
+    grid = fit.ls_means()
+    for k in d.levels:
+        ls = {}
+        if k in d.factors and grid is not None:
+            ls = grid.groupby(fit.names[k], observed=False)["pred"].mean().to_dict()
+        mean_ls = float(np.mean(list(ls.values()))) if ls else math.nan
+        for i, lv in enumerate(d.levels[k]):
+            sel = d.codes[k] == i
+            raw = float(d.y[sel].mean()) if sel.any() else math.nan
+            lsm = float(ls.get(lv, math.nan))
+            rows.append({"knob": k, "level": lv, "n": int(sel.sum()), "mean": raw,
+                         "ls_mean": lsm, "effect": lsm - mean_ls,
+                         "adjusted": float(d.y.mean()) + lsm - mean_ls})
+    return pd.DataFrame(rows, columns=["knob", "level", "n", "mean", "ls_mean", "effect",
+                                       "adjusted"])
+
+
+def _pair_problem(d: _Design, a: str, b: str) -> tuple[str | None, int]:
+    """Why the a x b interaction cannot be estimated (None if it can), and the degrees of
+    freedom it adds to the main-effects model."""
+    why = _not_estimable(a, b, d.levels, d.factors, d.codes, d.x, d.n, d.fixed, d.knobs)
+    if why is not None:
+        return why, 0
+    n = d.n
+    cols = _inter_cols(d.codes[a], len(d.levels[a]), d.codes[b], len(d.levels[b]))
+    xf = np.column_stack([d.x, cols])
+    gain = _rank(xf) - d.p_main
+    resid = n - _rank(xf)
+    ab = np.column_stack([np.ones((n, 1)), d.dummies(a), d.dummies(b)])
+    own = _rank(np.column_stack([ab, cols])) - _rank(ab)  # df the a x b cells carry
+    alias = [c for c in d.factors if c not in (a, b) and _rank(np.column_stack(
+        [ab, d.dummies(c), cols])) < _rank(ab) + own + len(d.levels[c]) - 1]
+    alias_txt = "the main effect of " + ", ".join(alias)
+    if gain == 0:
+        why = (f"aliased with {alias_txt}" if alias and own else
+               "aliased with the main effects: no combination of runs separates it "
+               f"(the design does not cross {a} and {b})")
+    elif resid <= 0:
+        why = (f"no residual degrees of freedom left after fitting it ({n} runs, "
+               f"{_rank(xf)} parameters)")
+        if gain < own:
+            why += f"; {own - gain} of its {own} degrees of freedom are aliased with " \
+                + alias_txt
+    return why, gain
+
+
+def _pair_cells(d: _Design, a: str, b: str) -> pd.DataFrame:
+    return (pd.DataFrame({"a_level": [d.levels[a][c] for c in d.codes[a]],
+                          "b_level": [d.levels[b][c] for c in d.codes[b]], "y": d.y})
+            .groupby(["a_level", "b_level"])["y"].agg(["size", "mean"]).reset_index()
+            .rename(columns={"size": "n"}))
+
+
+def _interactions(d: _Design, fit: _Fit, labels: Mapping[tuple[str, str], str],
+                  crossed_pairs: bool, notes: list[str]) -> dict[tuple[str, str], pd.DataFrame]:
+    """The requested pairs (and, with ``crossed_pairs``, any other separable pair)."""
+    inter: dict[tuple[str, str], pd.DataFrame] = {}
+    unswept: list[str] = []
+    extra = [p for p in itertools.combinations(d.factors, 2)
+             if crossed_pairs and p not in labels and (p[1], p[0]) not in labels]
+    for a, b in list(labels) + extra:
+        asked = (a, b) in labels
+        why, gain = _pair_problem(d, a, b)
+        if why == "neither knob swept in this round" and asked:
+            unswept.append(f"{a} x {b}")
+            continue
+        if why is not None:
+            if asked:
+                label = labels.get((a, b), f"{a} x {b}")
+                notes.append(f"Interaction {a} x {b} ({short_label(label)}): not estimable "
+                             f"-- {why}.")
+            continue
+        fit.fit_pair(a, b)
+        inter[(a, b)] = _pair_cells(d, a, b)
+        cells_df = (len(d.levels[a]) - 1) * (len(d.levels[b]) - 1)
+        if asked and gain < cells_df:
+            notes.append(f"Interaction {a} x {b}: only partly estimable ({gain} of "
+                         f"{cells_df} degrees of freedom; not every level combination was run).")
+    if unswept:
+        notes.append("Interactions from the playbook not looked at (knobs not swept in this "
+                     "round): " + ", ".join(unswept) + ".")
+    return inter
+
+
 def estimate_effects(
     runs: pd.DataFrame,
     knobs: Sequence[str],
@@ -133,177 +359,23 @@ def estimate_effects(
     ``crossed_pairs`` any other pair of varied knobs is fitted too when the design separates it
     (no note when it does not -- nobody asked for it).
     """
-    import statsmodels.formula.api as smf
-    from statsmodels.stats.anova import anova_lm
-
     if pairs is None:
         pairs = playbook_pairs()
     labels: dict[tuple[str, str], str] = (
         {tuple(k): str(v) for k, v in pairs.items()} if isinstance(pairs, Mapping)
         else {tuple(p): f"{p[0]} x {p[1]}" for p in pairs})
     notes: list[str] = []
-    knobs = [k for k in knobs if k in runs.columns]
-    y_all = pd.to_numeric(runs[response], errors="coerce") if response in runs.columns \
-        else pd.Series(np.nan, index=runs.index)
-    keep = np.isfinite(y_all.to_numpy(dtype=float))
-    dropped = int((~keep).sum())
-    if dropped:
-        notes.append(f"{dropped} run(s) left out: no finite {response} (diverged or not "
-                     "evaluated).")
-    data = runs.loc[keep, knobs].copy()
-    y = y_all[keep].to_numpy(dtype=float)
-    n = int(y.size)
-
-    # ---- which knobs vary, and their codes
-    fixed: dict[str, object] = {}
-    levels: dict[str, list] = {}
-    codes: dict[str, np.ndarray] = {}
-    for k in knobs:
-        col = data[k]
-        if col.isna().any():
-            col = col.astype(object).where(col.notna(), "missing")
-        lv = _sort_levels(col.tolist())
-        if len(lv) < 2:
-            fixed[k] = lv[0] if lv else None
-            continue
-        levels[k] = lv
-        index = {v: i for i, v in enumerate(lv)}
-        codes[k] = np.array([index[v] for v in col.tolist()])
-
-    # ---- estimable main effects (greedy: a knob whose columns add no rank is aliased)
-    x = np.ones((n, 1))
-    factors: list[str] = []
-    for k in levels:
-        d = _dummies(codes[k], len(levels[k]))
-        gain = _rank(np.column_stack([x, d])) - _rank(x)
-        if gain == 0:
-            partner = [f for f in factors if _rank(np.column_stack(
-                [np.ones((n, 1)), _dummies(codes[f], len(levels[f])), d]))
-                == _rank(np.column_stack([np.ones((n, 1)), _dummies(codes[f], len(levels[f]))]))]
-            why = (f"it always changes together with {', '.join(partner)} (aliased)" if partner
-                   else "its levels are confounded with the other knobs' levels (aliased)")
-            notes.append(f"Main effect of {k} not estimable: {why}.")
-            continue
-        if gain < d.shape[1]:
-            notes.append(f"Main effect of {k} only partly separable from the other knobs "
-                         f"({gain} of {d.shape[1]} degrees of freedom).")
-        x = np.column_stack([x, d])
-        factors.append(k)
-    p_main = _rank(x)
-    resid_df = n - p_main
-    if n and resid_df <= 0 and factors:
-        notes.append(f"Main effects: no residual degrees of freedom ({n} runs, {p_main} "
-                     "parameters) -- level means shown, no significance test possible.")
-
-    names = {k: f"k{i}" for i, k in enumerate(factors)}
-    frame = pd.DataFrame({names[k]: [levels[k][c] for c in codes[k]] for k in factors})
-    frame["y"] = y
-    for k in factors:
-        frame[names[k]] = pd.Categorical(frame[names[k]], categories=levels[k])
-
-    def formula(terms: list[str]) -> str:
-        return "y ~ " + (" + ".join(terms) if terms else "1")
-
-    main_terms = [f"C({names[k]})" for k in factors]
-    anova_rows = []
-    main_fit = None
-    if n >= 2 and factors:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            main_fit = smf.ols(formula(main_terms), frame).fit()
-            for k in factors:
-                reduced = smf.ols(formula([t for t in main_terms if t != f"C({names[k]})"]),
-                                  frame).fit()
-                anova_rows.append(_compare(anova_lm, reduced, main_fit, k, "main", (k,)))
-
-    # ---- main-effects table (raw means + LS means)
-    main_rows = []
-    grid = None
-    if main_fit is not None:
-        sizes = [len(levels[k]) for k in factors]
-        if math.prod(sizes) <= MAX_GRID:
-            grid = pd.DataFrame(list(itertools.product(*[levels[k] for k in factors])),
-                                columns=[names[k] for k in factors])
-            for k in factors:
-                grid[names[k]] = pd.Categorical(grid[names[k]], categories=levels[k])
-            grid["pred"] = np.asarray(main_fit.predict(grid), dtype=float)
-    for k in levels:
-        ls = {}
-        if k in factors and grid is not None:
-            ls = grid.groupby(names[k], observed=False)["pred"].mean().to_dict()
-        mean_ls = float(np.mean(list(ls.values()))) if ls else math.nan
-        for i, lv in enumerate(levels[k]):
-            sel = codes[k] == i
-            raw = float(y[sel].mean()) if sel.any() else math.nan
-            lsm = float(ls.get(lv, math.nan))
-            main_rows.append({"knob": k, "level": lv, "n": int(sel.sum()), "mean": raw,
-                              "ls_mean": lsm, "effect": lsm - mean_ls,
-                              "adjusted": float(y.mean()) + lsm - mean_ls})
-    main = pd.DataFrame(main_rows, columns=["knob", "level", "n", "mean", "ls_mean", "effect",
-                                            "adjusted"])
-
-    # ---- interactions
-    inter: dict[tuple[str, str], pd.DataFrame] = {}
-    requested = list(labels)
-    unswept: list[str] = []
-    extra = [p for p in itertools.combinations(factors, 2)
-             if crossed_pairs and p not in labels and (p[1], p[0]) not in labels]
-    for a, b in requested + extra:
-        asked = (a, b) in labels
-        label = labels.get((a, b), f"{a} x {b}")
-        why = _not_estimable(a, b, levels, factors, codes, x, n, fixed, knobs)
-        if why is None:
-            cols = _inter_cols(codes[a], len(levels[a]), codes[b], len(levels[b]))
-            xf = np.column_stack([x, cols])
-            gain = _rank(xf) - p_main
-            resid = n - _rank(xf)
-            ab = np.column_stack([np.ones((n, 1)), _dummies(codes[a], len(levels[a])),
-                                  _dummies(codes[b], len(levels[b]))])
-            own = _rank(np.column_stack([ab, cols])) - _rank(ab)  # df the a x b cells carry
-            alias = [c for c in factors if c not in (a, b) and _rank(np.column_stack(
-                [ab, _dummies(codes[c], len(levels[c])), cols])) < _rank(ab) + own + len(
-                levels[c]) - 1]
-            alias_txt = "the main effect of " + ", ".join(alias)
-            if gain == 0:
-                why = (f"aliased with {alias_txt}" if alias and own else
-                       "aliased with the main effects: no combination of runs separates it "
-                       f"(the design does not cross {a} and {b})")
-            elif resid <= 0:
-                why = (f"no residual degrees of freedom left after fitting it ({n} runs, "
-                       f"{_rank(xf)} parameters)")
-                if gain < own:
-                    why += f"; {own - gain} of its {own} degrees of freedom are aliased with " \
-                        + alias_txt
-        if why == "neither knob swept in this round" and asked:
-            unswept.append(f"{a} x {b}")
-            continue
-        if why is not None:
-            if asked:
-                notes.append(f"Interaction {a} x {b} ({short_label(label)}): not estimable "
-                             f"-- {why}.")
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            full = smf.ols(formula(main_terms + [f"C({names[a]}):C({names[b]})"]), frame).fit()
-            anova_rows.append(_compare(anova_lm, main_fit, full, f"{a}:{b}", "interaction",
-                                       (a, b)))
-        cells = (pd.DataFrame({"a_level": [levels[a][c] for c in codes[a]],
-                               "b_level": [levels[b][c] for c in codes[b]], "y": y})
-                 .groupby(["a_level", "b_level"])["y"].agg(["size", "mean"]).reset_index()
-                 .rename(columns={"size": "n"}))
-        inter[(a, b)] = cells
-        if asked and gain < (len(levels[a]) - 1) * (len(levels[b]) - 1):
-            notes.append(f"Interaction {a} x {b}: only partly estimable ({gain} of "
-                         f"{(len(levels[a]) - 1) * (len(levels[b]) - 1)} degrees of freedom; "
-                         "not every level combination was run).")
-    if unswept:
-        notes.append("Interactions from the playbook not looked at (knobs not swept in this "
-                     "round): " + ", ".join(unswept) + ".")
-    anova = pd.DataFrame(anova_rows, columns=["term", "kind", "knobs", "df", "sum_sq", "F",
-                                              "p_value"])
-    return EffectsResult(response=response, n_runs=n, factors=factors, fixed=fixed, main=main,
-                         anova=anova, interactions=inter, notes=_dedupe(notes),
-                         residual_df=int(max(resid_df, 0)), labels=labels)
+    d = _read_design(runs, knobs, response, notes)
+    _main_design(d, notes)
+    fit = _Fit(d)
+    fit.fit_main()
+    main = _main_table(d, fit)
+    inter = _interactions(d, fit, labels, crossed_pairs, notes)
+    anova = pd.DataFrame(fit.anova_rows, columns=["term", "kind", "knobs", "df", "sum_sq", "F",
+                                                  "p_value"])
+    return EffectsResult(response=response, n_runs=d.n, factors=d.factors, fixed=d.fixed,
+                         main=main, anova=anova, interactions=inter, notes=_dedupe(notes),
+                         residual_df=int(max(d.n - d.p_main, 0)), labels=labels)
 
 
 def design_notes(designs: Iterable[Mapping]) -> list[str]:

@@ -105,20 +105,7 @@ def learning_curves_figure(
         return _png(fig)
     all_pos = all((_finite(v) > 0).all() for _, v in usable.values())
     base = [r for r in baseline_runs if r in usable]
-    if len(base) >= 1:
-        lo = max(usable[r][0].min() for r in base)
-        hi = min(usable[r][0].max() for r in base)
-        if hi > lo:
-            grid = np.linspace(lo, hi, 200)
-            ys = np.stack([np.interp(grid, *usable[r]) for r in base])
-            mean = np.nanmean(ys, axis=0)
-            std = np.nanstd(ys, axis=0, ddof=1) if len(base) > 1 else np.zeros_like(mean)
-            lower = mean - std
-            if all_pos:
-                lower = np.maximum(lower, mean * 1e-3)
-            ax.fill_between(grid, lower, mean + std, color="0.6", alpha=0.35,
-                            label=f"baseline mean ± σ ({len(base)} seeds)", zorder=1)
-            ax.plot(grid, mean, color="0.25", lw=1.5, ls="--", zorder=2)
+    _baseline_band(ax, usable, base, all_pos)
     many = len(usable) > 12
     colors = {}
     for k, (run, (step, loss)) in enumerate(sorted(usable.items())):
@@ -151,20 +138,45 @@ def learning_curves_figure(
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncols=2 if len(ax.get_legend_handles_labels()[0]) > 8 else 1)
     if rel:
-        ax2 = axes[1]
-        for run, (step, ratio) in sorted(rel.items()):
-            emph = run in highlight
-            smooth = _running_mean(ratio, 9)
-            ax2.plot(step, smooth, lw=2.2 if emph else 1.0, color=colors.get(run, "0.3"),
-                     alpha=1.0 if emph or not many else 0.55, zorder=3 if emph else 2)
-        ax2.axhline(1.0, **BASELINE_STYLES["persistence"][1], label="persistence")
-        ax2.set_xlabel("step")
-        ax2.set_ylabel("rollout loss ÷ persistence's on the same batches")
-        ax2.set_title("Skill during training (running mean of 9 logged steps)", fontsize=10)
-        ax2.set_ylim(bottom=0)
-        ax2.grid(alpha=0.3)
-        ax2.legend(fontsize=7)
+        _relative_panel(axes[1], rel, highlight, colors, many)
     return _png(fig)
+
+
+def _baseline_band(ax, usable: Mapping[str, tuple[np.ndarray, np.ndarray]], base: list[str],
+                   all_pos: bool) -> None:
+    """Mean ± σ of the baseline runs' loss on their common steps."""
+    if not base:
+        return
+    lo = max(usable[r][0].min() for r in base)
+    hi = min(usable[r][0].max() for r in base)
+    if hi <= lo:
+        return
+    grid = np.linspace(lo, hi, 200)
+    ys = np.stack([np.interp(grid, *usable[r]) for r in base])
+    mean = np.nanmean(ys, axis=0)
+    std = np.nanstd(ys, axis=0, ddof=1) if len(base) > 1 else np.zeros_like(mean)
+    lower = mean - std
+    if all_pos:
+        lower = np.maximum(lower, mean * 1e-3)
+    ax.fill_between(grid, lower, mean + std, color="0.6", alpha=0.35,
+                    label=f"baseline mean ± σ ({len(base)} seeds)", zorder=1)
+    ax.plot(grid, mean, color="0.25", lw=1.5, ls="--", zorder=2)
+
+
+def _relative_panel(ax2, rel, highlight, colors, many: bool) -> None:
+    """Rollout loss as a fraction of persistence's on the same batches, per run."""
+    for run, (step, ratio) in sorted(rel.items()):
+        emph = run in highlight
+        smooth = _running_mean(ratio, 9)
+        ax2.plot(step, smooth, lw=2.2 if emph else 1.0, color=colors.get(run, "0.3"),
+                 alpha=1.0 if emph or not many else 0.55, zorder=3 if emph else 2)
+    ax2.axhline(1.0, **BASELINE_STYLES["persistence"][1], label="persistence")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("rollout loss ÷ persistence's on the same batches")
+    ax2.set_title("Skill during training (running mean of 9 logged steps)", fontsize=10)
+    ax2.set_ylim(bottom=0)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=7)
 
 
 def _running_mean(x: np.ndarray, n: int) -> np.ndarray:

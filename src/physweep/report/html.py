@@ -1,7 +1,8 @@
-"""Minimal, dependency-free HTML building for self-contained reports.
+"""HTML of the self-contained reports: Jinja2 templates (``templates/``) and their cell values.
 
 Everything is inline (CSS, a few lines of JS, figures as base64 PNG data URIs), so a report opens
-from disk with no network access.
+from disk with no network access. Templates are rendered by :func:`render`; table cells are
+:class:`Cell` values (shown text, sort key, classes) made by :func:`make_cell`.
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
+
+import jinja2
+from markupsafe import Markup
 
 NOT_MEASURED = "not measured"
 
@@ -111,8 +116,17 @@ def fmt(value: Any, missing: str = NOT_MEASURED) -> str:
     return str(value)
 
 
-def cell(value: Any, *, text: str | None = None, cls: str = "", sort_value: Any = None) -> str:
-    """A ``<td>`` with a ``data-v`` sort key (empty for missing values)."""
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: the text shown, the ``data-v`` sort key, the ``class`` attribute."""
+
+    text: Any
+    key: str = ""
+    cls: str = ""
+
+
+def make_cell(value: Any, *, text: Any = None, cls: str = "", sort_value: Any = None) -> Cell:
+    """A cell with a ``data-v`` sort key (empty for missing values); ``text`` may be Markup."""
     missing = is_missing(value) if text is None else False
     shown = fmt(value) if text is None else text
     key = value if sort_value is None else sort_value
@@ -124,38 +138,31 @@ def cell(value: Any, *, text: str | None = None, cls: str = "", sort_value: Any 
     classes = [c for c in (cls, "nm" if missing else "") if c]
     if isinstance(value, str) and not classes:
         classes.append("text")
-    cls_attr = f' class="{" ".join(classes)}"' if classes else ""
-    return f'<td data-v="{esc(key_s)}"{cls_attr}>{esc(shown)}</td>'
-
-
-def table(headers: Sequence[str], rows: Iterable[str], *, sortable: bool = False,
-          table_id: str = "", row_html: bool = True) -> str:
-    """Table from header strings and pre-rendered ``<tr>`` rows."""
-    cls = ' class="sortable"' if sortable else ""
-    tid = f' id="{esc(table_id)}"' if table_id else ""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "\n".join(rows)
-    return (f'<div class="scroll"><table{tid}{cls}><thead><tr>{head}</tr></thead>'
-            f"<tbody>\n{body}\n</tbody></table></div>")
-
-
-def simple_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    trs = ["<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows]
-    return table(headers, trs)
+    return Cell(text=shown, key=key_s, cls=" ".join(classes))
 
 
 def img_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def figure(png: bytes, caption: str, alt: str) -> str:
-    return (f'<figure><img src="{img_data_uri(png)}" alt="{esc(alt)}">'
-            f"<figcaption>{caption}</figcaption></figure>")
+def _finalize(value: Any) -> Any:
+    """Escape as :func:`esc` does (``&quot;``, ``&#x27;``) what is not already Markup."""
+    if hasattr(value, "__html__"):
+        return value
+    return Markup(esc(value))
 
 
-def page(title: str, body: str) -> str:
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
-        f"<script>{SORT_JS}</script>\n</body></html>\n"
-    )
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("physweep.report", "templates"),
+                             autoescape=True, finalize=_finalize, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["data_uri"] = img_data_uri
+    env.globals.update(css=Markup(CSS), sort_js=Markup(SORT_JS), NOT_MEASURED=NOT_MEASURED)
+    return env
+
+
+def render(template: str, **context: Any) -> Markup:
+    """Render one of the package's templates (Markup: safe to put in another template)."""
+    return Markup(environment().get_template(template).render(**context))

@@ -15,14 +15,17 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
+from markupsafe import Markup
 
 from physweep.io import write_text
-from physweep.report.html import CSS, esc, is_missing
+from physweep.report.html import esc, is_missing, render
+from physweep.report.model import RankingSummary, num, ranking_summary
 
 __all__ = ["build_index"]
 
@@ -70,72 +73,6 @@ def _winner_knobs(data: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(knobs, Mapping) and knobs:
             return {str(k): v for k, v in knobs.items()}
     return {}
-
-
-def _num(value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return v
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    try:
-        return bool(value) and not is_missing(value)
-    except (TypeError, ValueError):
-        return False
-
-
-@dataclass
-class _Ranking:
-    """What the index takes from a round's ranking.csv."""
-
-    winner: dict[str, Any] | None = None  # the winner's row
-    columns: set[str] = field(default_factory=set)
-    n_runs: int = 0
-    used: float = math.nan  # run budgets used (sum of compute_fraction)
-    saved: float = math.nan  # run budgets saved by early stopping
-    steps_used: float = math.nan
-    steps_saved: float = math.nan
-    n_stopped: int = 0
-    problem: str | None = None
-
-
-def _read_ranking(path: Path | None, winners: Sequence[str]) -> _Ranking:
-    if path is None:
-        return _Ranking()
-    if not Path(path).exists():
-        return _Ranking(problem="no ranking.csv yet")
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        return _Ranking(problem=f"cannot read {path}: {exc}")
-    out = _Ranking(columns=set(df.columns), n_runs=len(df))
-    rows = df.to_dict("records")
-    if "winner" in df.columns:
-        out.winner = next((r for r in rows if _truthy(r.get("winner"))), None)
-    if out.winner is None and winners and "run" in df.columns:
-        out.winner = next((r for r in rows if str(r.get("run")) == str(winners[0])), None)
-    if "compute_fraction" in df.columns and rows:
-        fracs = [_num(r.get("compute_fraction")) for r in rows]
-        if any(math.isfinite(f) for f in fracs):
-            out.used = sum(f for f in fracs if math.isfinite(f))
-            stopped = [(r, f) for r, f in zip(rows, fracs, strict=True)
-                       if str(r.get("status")) == "early_stopped" and math.isfinite(f)]
-            out.n_stopped = len(stopped)
-            out.saved = sum(1.0 - f for _, f in stopped) if "status" in df.columns else math.nan
-            if "train_steps" in df.columns:
-                steps = [_num(r.get("train_steps")) for r in rows]
-                if all(math.isfinite(s) for s in steps):
-                    out.steps_used = sum(steps)
-                    out.steps_saved = sum(_num(r.get("train_steps")) * (1 - f) / f
-                                          for r, f in stopped if f > 0)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +143,7 @@ class _Round:
     winners: dict[str, Any]
     problem: str | None
     knobs: dict[str, Any]  # the winner's knob values
-    ranking: _Ranking
+    ranking: RankingSummary
 
     @property
     def winner_names(self) -> list[str]:
@@ -262,23 +199,21 @@ def _decide(rounds: dict[str, _Round], name: str, knob: str, seen: frozenset = f
 # HTML
 
 
-def _code(text: Any) -> str:
+def _code(text: Any) -> Markup:
     """``<code>`` that may wrap after ``_`` and ``~`` (run and knob names are long)."""
-    return "<code>" + re.sub(r"([_~])", r"\1<wbr>", esc(text)) + "</code>"
+    return Markup("<code>" + re.sub(r"([_~])", r"\1<wbr>", esc(text)) + "</code>")
 
 
-def _kv_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str,
-              table_id: str = "") -> str:
-    if not rows:
-        return f'<p class="note muted">{empty}</p>'
-    tid = f' id="{esc(table_id)}"' if table_id else ""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="idx"{tid}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def _codes(items: Sequence[Any]) -> Markup:
+    return Markup(", ").join(_code(i) for i in items)
+
+
+def _pending(src: Any) -> Markup:
+    return Markup('<span class="muted">pending ({} has no winner yet)</span>').format(src)
 
 
 def _score(value: Any) -> str:
-    v = _num(value)
+    v = num(value)
     if not math.isfinite(v):
         return MISSING if math.isnan(v) else ("inf" if v > 0 else "-inf")
     return f"{v:.4g}"
@@ -307,136 +242,115 @@ def _compute(r: _Round) -> tuple[str, str]:
     return used, saved
 
 
-def _link(r: _Round, base: Path) -> str:
+def _link(r: _Round, base: Path) -> Markup:
     href = Path(os.path.relpath(Path(r.report), base)).as_posix()
     built = Path(r.report).exists()
-    return f'<a href="{esc(href)}">{esc(r.name)}</a>' + ("" if built else " (not built)")
+    return Markup('<a href="{}">{}</a>').format(href, r.name) + ("" if built else " (not built)")
 
 
-def _summary_table(rounds: list[_Round], base: Path) -> str:
-    headers = ["round", "objective", "winner", "score", "full-eval score", "nRMSE",
-               "persistence nRMSE", "reference nRMSE", "training compute used",
-               "saved by early stopping"]
-    num = {3, 4, 5, 6, 7}
-    head = "".join(f'<th{" class=num" if i in num else ""}>{esc(h)}</th>'
-                   for i, h in enumerate(headers))
-    body = []
-    for r in rounds:
-        objective = r.winners.get("objective") or (r.cfg or {}).get("objective") or MISSING
-        unit = r.winners.get("cost_unit")
-        score = _metric(r, "score") if r.ranking.winner is not None else MISSING
-        used, saved = _compute(r)
-        cells = [
-            _link(r, base),
-            esc(objective) + (f' <span class="muted">({esc(unit)})</span>' if unit else ""),
-            ", ".join(_code(w) for w in r.winner_names) or esc(r.problem or MISSING),
-            score, _metric(r, "full_score"), _metric(r, "nrmse"), _metric(r, "nrmse_persistence"),
-            _metric(r, "nrmse_reference"), esc(used), esc(saved),
-        ]
-        cls = {**{i: "num" for i in num}, 0: "name", 1: "name"}
-        body.append("<tr>" + "".join(
-            f'<td{f" class={cls[i]}" if i in cls else ""}>{c}</td>' for i, c in enumerate(cells))
-            + "</tr>")
-    return (f'<table class="idx" id="rounds"><thead><tr>{head}</tr></thead><tbody>'
-            + "".join(body) + "</tbody></table>")
+SUMMARY_HEADERS = ["round", "objective", "winner", "score", "full-eval score", "nRMSE",
+                   "persistence nRMSE", "reference nRMSE", "training compute used",
+                   "saved by early stopping"]
+SUMMARY_NUM = {3, 4, 5, 6, 7}
 
 
-def _round_section(r: _Round, rounds: dict[str, _Round], base: Path) -> str:
-    title = (r.cfg or {}).get("title")
-    parts = [f'<section class="round" id="round-{esc(r.name)}">',
-             f"<h2>{_link(r, base)}" + (f" — {esc(title)}" if title else "") + "</h2>"]
-    notes = []
-    if r.cfg is None:
-        notes.append("round file not available: inherited, fixed and swept knobs unknown")
-    if r.problem:
-        notes.append(r.problem)
-    if r.ranking.problem:
-        notes.append(r.ranking.problem)
-    win = r.winner_names
-    if win:
-        reason = r.winners.get("reason")
-        parts.append(f'<p class="note"><b>Winner:</b> {", ".join(_code(w) for w in win)}'
-                     + (f' <span class="muted">— {esc(reason)}</span>' if reason else "")
-                     + "</p>")
-    swept, fixed = r.swept, r.fixed
+def _summary_row(r: _Round, base: Path) -> list[Any]:
+    objective = r.winners.get("objective") or (r.cfg or {}).get("objective") or MISSING
+    unit = r.winners.get("cost_unit")
+    score = _metric(r, "score") if r.ranking.winner is not None else MISSING
+    used, saved = _compute(r)
+    return [
+        _link(r, base),
+        Markup("{}").format(objective)
+        + (Markup(' <span class="muted">({})</span>').format(unit) if unit else ""),
+        _codes(r.winner_names) or (r.problem or MISSING),
+        score, _metric(r, "full_score"), _metric(r, "nrmse"), _metric(r, "nrmse_persistence"),
+        _metric(r, "nrmse_reference"), used, saved,
+    ]
 
-    # inherited: exactly the round file's inherit list, value from the source round's winner
-    inh_rows, sources = [], []
+
+def _inherit_note(k: str, r: _Round, src: str, src_knobs: Mapping[str, Any]) -> Markup:
+    if k in r.fixed:
+        return Markup("overridden: fixed {} here").format(_code(_val(r.fixed[k])))
+    if k in r.swept:
+        return Markup("overridden: swept here")
+    if k in src_knobs and k in r.knobs and not _same(src_knobs[k], r.knobs[k]):
+        return Markup("⚠ this round's winner ran with {}: {}'s winner changed since (rerun "
+                      "this round)").format(_code(_val(r.knobs[k])), src)
+    return Markup("")
+
+
+def _inherited(r: _Round, rounds: dict[str, _Round]) -> SimpleNamespace:
+    """Exactly the round file's inherit list, each value from the source round's winner."""
+    rows, sources = [], []
     for src, knobs in r.inherit:
         sr = rounds.get(src)
         src_knobs = sr.knobs if sr else {}
-        src_win = ", ".join(_code(w) for w in sr.winner_names) if sr else ""
-        sources.append(f"{esc(src)}: {src_win}" if src_win else
-                       f"{esc(src)}: {'not in this workflow' if sr is None else 'none yet'}")
+        src_win = _codes(sr.winner_names) if sr else ""
+        sources.append(Markup("{}: {}").format(src, src_win) if src_win else
+                       Markup("{}: {}").format(src, "not in this workflow" if sr is None
+                                               else "none yet"))
         for k in knobs:
-            if k in src_knobs:
-                value = _code(_val(src_knobs[k]))
-            else:
-                value = f'<span class="muted">pending ({esc(src)} has no winner yet)</span>'
-            note = []
-            if k in fixed:
-                note.append(f"overridden: fixed {_code(_val(fixed[k]))} here")
-            elif k in swept:
-                note.append("overridden: swept here")
-            elif k in src_knobs and k in r.knobs and not _same(src_knobs[k], r.knobs[k]):
-                note.append(f"⚠ this round's winner ran with {_code(_val(r.knobs[k]))}: "
-                            f"{esc(src)}'s winner changed since (rerun this round)")
-            inh_rows.append([_code(k), value, esc(src), "; ".join(note)])
-    if inh_rows and not any(row[3] for row in inh_rows):
-        inh_rows = [row[:3] for row in inh_rows]
-        inh_head = ["knob", "value", "from"]
-    else:
-        inh_head = ["knob", "value", "from", "note"]
-    inh = _kv_table(inh_head, inh_rows,
-                    "nothing (first round)" if r.cfg is not None and not r.inherit
-                    else "nothing" if r.cfg is not None else MISSING)
-    if sources:
-        inh += ('<p class="note muted">from the winner of ' + "; ".join(sources) + "</p>")
+            value = _code(_val(src_knobs[k])) if k in src_knobs else _pending(src)
+            rows.append([_code(k), value, src, _inherit_note(k, r, src, src_knobs)])
+    headers = ["knob", "value", "from", "note"]
+    if rows and not any(row[3] for row in rows):
+        rows, headers = [row[:3] for row in rows], headers[:3]
+    empty = ("nothing (first round)" if r.cfg is not None and not r.inherit
+             else "nothing" if r.cfg is not None else MISSING)
+    return SimpleNamespace(headers=headers, rows=rows, empty=empty,
+                           sources=Markup("; ").join(sources))
 
-    # fixed: the round file's fixed (every block), then the blocks' own fixed values
-    fix_rows = [[_code(k), _code(_val(v)), "every block"] for k, v in fixed.items()]
+
+def _fixed(r: _Round) -> SimpleNamespace:
+    """The round file's fixed (every block), then the blocks' own fixed values."""
+    rows = [[_code(k), _code(_val(v)), "every block"] for k, v in r.fixed.items()]
     if r.cfg is not None:
         for k, (v, blocks) in _block_fixed(r.cfg).items():
-            fix_rows.append([_code(k), _code(_val(v)),
-                             "block " + ", ".join(esc(b) for b in blocks) + " only"])
-    fix = _kv_table(["knob", "value", "scope"], fix_rows,
-                    "nothing" if r.cfg is not None else MISSING)
+            rows.append([_code(k), _code(_val(v)), "block " + ", ".join(blocks) + " only"])
+    return SimpleNamespace(rows=rows, empty="nothing" if r.cfg is not None else MISSING)
 
-    # swept: levels from the round file, the winner's value
-    sw_rows = []
-    for k, entry in swept.items():
-        levels = ", ".join(_val(v) for v in entry["levels"])
-        won = _code(_val(r.knobs[k])) if k in r.knobs else MISSING
-        sw_rows.append([_code(k), esc(levels), esc(", ".join(entry["blocks"])), won])
-    sw = _kv_table(["knob", "levels", "block", "winner"], sw_rows,
-                   "nothing" if r.cfg is not None else MISSING)
-    block_notes = []
+
+def _block_notes(r: _Round) -> list[Markup]:
+    notes = []
     for b in (r.cfg or {}).get("blocks") or []:
         ffb = b.get("fixed_from_block")
         if isinstance(ffb, Mapping):
-            block_notes.append(f"block {esc(b.get('name'))} runs at the best "
-                               + ", ".join(_code(k) for k in ffb.get("knobs") or [])
-                               + f" of block {esc(ffb.get('block'))}")
+            notes.append(Markup("block {} runs at the best {} of block {}").format(
+                b.get("name"), _codes(ffb.get("knobs") or []), ffb.get("block")))
         comp = (b.get("compute") or {}).get("batch_tokens")
         if isinstance(comp, Mapping):
             lr = (b.get("compute") or {}).get("lr_scaling")
-            block_notes.append(f"block {esc(b.get('name'))}: batch_tokens {esc(comp.get('rule'))}"
-                               f" in {_code(comp.get('scale_with'))}"
-                               + (f", LR scaled {esc(lr)}" if lr else ""))
-    if block_notes:
-        sw += '<p class="note muted">' + "; ".join(block_notes) + "</p>"
-
-    parts.append('<div class="cards">'
-                 f"<div><h4>Inherited</h4>{inh}</div>"
-                 f'<div class="fixed"><h4>Fixed</h4>{fix}</div>'
-                 f'<div class="swept"><h4>Swept</h4>{sw}</div></div>')
-    if notes:
-        parts.append('<p class="note warn">' + "; ".join(esc(n) for n in notes) + "</p>")
-    parts.append("</section>")
-    return "\n".join(parts)
+            notes.append(Markup("block {}: batch_tokens {} in {}").format(
+                b.get("name"), comp.get("rule"), _code(comp.get("scale_with")))
+                + (Markup(", LR scaled {}").format(lr) if lr else ""))
+    return notes
 
 
-def _final_table(rounds: dict[str, _Round], defaults: Mapping[str, Any] | None) -> tuple[str, str]:
+def _swept_card(r: _Round) -> SimpleNamespace:
+    """Levels from the round file, the winner's value."""
+    rows = []
+    for k, entry in r.swept.items():
+        levels = ", ".join(_val(v) for v in entry["levels"])
+        won = _code(_val(r.knobs[k])) if k in r.knobs else MISSING
+        rows.append([_code(k), levels, ", ".join(entry["blocks"]), won])
+    return SimpleNamespace(rows=rows, empty="nothing" if r.cfg is not None else MISSING,
+                           notes=Markup("; ").join(_block_notes(r)))
+
+
+def _round_context(r: _Round, rounds: dict[str, _Round], base: Path) -> SimpleNamespace:
+    notes = []
+    if r.cfg is None:
+        notes.append("round file not available: inherited, fixed and swept knobs unknown")
+    notes += [p for p in (r.problem, r.ranking.problem) if p]
+    return SimpleNamespace(
+        name=r.name, link=_link(r, base), title=(r.cfg or {}).get("title"),
+        winners=_codes(r.winner_names), reason=r.winners.get("reason"),
+        inherited=_inherited(r, rounds), fixed=_fixed(r), swept=_swept_card(r), notes=notes)
+
+
+def _final_rows(rounds: dict[str, _Round], defaults: Mapping[str, Any] | None
+                ) -> tuple[str, list[list[Any]]]:
     last = list(rounds.values())[-1]
     knobs: list[str] = list(defaults or {})
     for r in rounds.values():
@@ -449,19 +363,27 @@ def _final_table(rounds: dict[str, _Round], defaults: Mapping[str, Any] | None) 
         if k in last.knobs:
             value = _code(_val(last.knobs[k]))
         elif how == "swept":
-            value = f'<span class="muted">pending ({esc(where)} has no winner yet)</span>'
+            value = _pending(where)
         elif how == "fixed":
             value = _code(_val(cfg_value))
         elif how == "default" and defaults is not None and k in defaults:
             value = _code(_val(defaults[k]))
         else:
             value = MISSING
-        decided = {"swept": f"{esc(where)} (swept)", "fixed": f"{esc(where)} (fixed)",
-                   "default": "default"}.get(how, "unknown" + (f" ({esc(where)}: no round file)"
+        decided = {"swept": f"{where} (swept)", "fixed": f"{where} (fixed)",
+                   "default": "default"}.get(how, "unknown" + (f" ({where}: no round file)"
                                                               if where else ""))
         rows.append([_code(k), value, decided])
-    return last.name, _kv_table(["knob", "value", "decided by"], rows, "no knobs known",
-                                table_id="final")
+    return last.name, rows
+
+
+def _load_round(name: str, report: Path, winners: Path | None, cfg: Any,
+                ranking: Path | None) -> _Round:
+    data, problem = _read_winners(winners)
+    won = [str(w) for w in (data.get("winners") or [])]
+    return _Round(name=name, report=Path(report), cfg=cfg if isinstance(cfg, Mapping) else None,
+                  winners=data, problem=problem, knobs=_winner_knobs(data),
+                  ranking=ranking_summary(ranking, won))
 
 
 def build_index(
@@ -482,41 +404,14 @@ def build_index(
     """
     out_html = Path(out_html)
     base = out_html.parent
-    configs = configs or {}
-    rankings = rankings or {}
-    loaded: dict[str, _Round] = {}
-    for name, report in rounds.items():
-        data, problem = _read_winners(winners.get(name))
-        won = [str(w) for w in (data.get("winners") or [])]
-        cfg = configs.get(name)
-        loaded[name] = _Round(name=name, report=Path(report),
-                              cfg=cfg if isinstance(cfg, Mapping) else None, winners=data,
-                              problem=problem, knobs=_winner_knobs(data),
-                              ranking=_read_ranking(rankings.get(name), won))
-    order = list(loaded.values())
-    body = [
-        "<h1>physweep: rounds</h1>",
-        '<p class="muted">Knob values are nominal (the playbook\'s sizes; the preset maps them '
-        "to effective sizes). Score: the round's objective for its winner (lower is better) on "
-        "the small eval, which ranks every run of a round; full-eval score: the same on the "
-        "full eval, which picks the winner among the promoted runs; nRMSE (small eval) beside "
-        "the persistence baseline and the reference model on the same samples. Compute in run "
-        "budgets: one run trained to the end = 1.</p>",
-    ]
-    if order:
-        body.append(_summary_table(order, base))
-        body += [_round_section(r, loaded, base) for r in order]
-        last, final = _final_table(loaded, defaults)
-        body.append(f"<h2>Configuration after the last round ({esc(last)})</h2>")
-        body.append('<p class="muted">Each knob\'s value in the winner of the last round, and '
-                    "the round that decided it: the round that swept it, the round whose file "
-                    "fixed it, or the default of config/config.yaml when no round did.</p>")
-        body.append(final)
-    else:
-        body.append("<p>No rounds.</p>")
-    html = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>physweep rounds</title><style>{CSS}{INDEX_CSS}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    configs, rankings = configs or {}, rankings or {}
+    loaded = {name: _load_round(name, report, winners.get(name), configs.get(name),
+                                rankings.get(name)) for name, report in rounds.items()}
+    last, final = _final_rows(loaded, defaults) if loaded else ("", [])
+    html = render("index.html", title="physweep rounds", index_css=Markup(INDEX_CSS),
+                  rounds=[_round_context(r, loaded, base) for r in loaded.values()],
+                  summary_headers=SUMMARY_HEADERS, summary_num=SUMMARY_NUM,
+                  summary_rows=[_summary_row(r, base) for r in loaded.values()],
+                  last=last, final_rows=final)
     write_text(out_html, html)
     return out_html
