@@ -2,7 +2,7 @@
 
 Reads ``results/<round>/ranking.csv``, ``winners.yaml`` and the runs' ``decision.json`` and fits
 the same main effects and interactions as the round's report (:mod:`physweep.report.effects`,
-response: the objective at the probe point, :func:`physweep.report.round._effects_response`).
+response: the objective at the probe point, :func:`physweep.report.round.effects_response`).
 The proposal keeps the winner's values (inherited from the round's ``winners.yaml``) and sweeps,
 in one block, a narrower set of levels around the best level of every knob whose main effect
 (or an interaction it is part of) is significant at ``alpha``; knobs without a significant
@@ -22,7 +22,6 @@ which enforces the guardrails) before it is written.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import shutil
 import tempfile
@@ -30,6 +29,8 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from physweep.io import load_yaml
 from physweep.plan import designs
@@ -72,7 +73,8 @@ class Proposal:
 def round_effects(results: Path, round_name: str):
     """The round's effects fit, as its report computes it: (EffectsResult, ranking, winners)."""
     from physweep.report.effects import estimate_effects
-    from physweep.report.round import _effects_response, load_ranking
+    from physweep.report.model import load_round
+    from physweep.report.round import effects_response
 
     rdir = Path(results) / round_name
     missing = [p.name for p in (rdir / "ranking.csv", rdir / "winners.yaml") if not p.exists()]
@@ -81,20 +83,14 @@ def round_effects(results: Path, round_name: str):
             f"round {round_name} has not finished: {' and '.join(missing)} missing in {rdir} "
             f"(`physweep status {round_name}` shows where it is; the rank rule writes both "
             "at the end of the round)")
-    df = load_ranking(rdir / "ranking.csv")
     winners = load_yaml((rdir / "winners.yaml").read_text()) or {}
-    dec = {}
-    for run in df["run"]:
-        p = rdir / "runs" / str(run) / "decision.json"
-        if p.exists():
-            d = json.loads(p.read_text())
-            if isinstance(d, dict):
-                dec[str(run)] = d
-    statuses = {str(r): str(s) for r, s in zip(df["run"], df.get("status", [""] * len(df)),
-                                                strict=True)}
+    names = [str(r) for r in pd.read_csv(rdir / "ranking.csv", dtype={"run": str})["run"]]
+    decisions = {r: p for r in names if (p := rdir / "runs" / r / "decision.json").exists()}
+    res = load_round(round_name, rdir / "ranking.csv", decisions, {}, {}, None, None)
+    df = res.ranking
     knob_cols = [c for c in df.columns if c.startswith("knob.")]
     runs = df[knob_cols].rename(columns=lambda c: c[5:]).copy()
-    runs["response"], _ = _effects_response(df, dec, statuses)
+    runs["response"], _ = effects_response(res)
     eff = estimate_effects(runs, list(runs.columns[:-1]), "response")
     return eff, df, winners
 
