@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import math
 import os
@@ -201,6 +202,7 @@ def check_training(args, table: Table, spec: dict, split, dev: torch.device, spe
                 table.add("train", label, None, note=f"skipped: predicted {pred.gib:.1f} GiB > "
                           f"{0.95 * total / GIB:.1f} GiB of the device")
                 continue
+        trainer = None
         try:
             torch.manual_seed(0)
             trainer = Trainer(run_spec, split)
@@ -227,7 +229,10 @@ def check_training(args, table: Table, spec: dict, split, dev: torch.device, spe
             window = time.perf_counter() - t0
             e1 = meter.read_joules()
         except torch.cuda.OutOfMemoryError as exc:
-            table.add("train", label, None, note=f"out of memory: {str(exc)[:80]}")
+            table.add("train", label, None, note=f"out of memory (predicted {pred.gib:.1f} "
+                      f"GiB): {str(exc)[:80]}")
+            trainer = None
+            gc.collect()
             torch.cuda.empty_cache()
             continue
         ms = 1e3 * sorted(times)[len(times) // 2]
