@@ -3,10 +3,13 @@
 Usage: ``python benchmarks/solver_validation.py [--resolutions 10 20] [--no-compile]
 [--staircase] [--threads 1]``.
 
-Known problem: a D = 40 row (``--resolutions 10 20 40``) grew to 24 GB resident memory and was
-killed by the OOM killer on a 24 GB machine; 2,000-step probes at D = 40 stay flat at 0.75 GB
-(eager) / 2.0 GB (compiled), so the growth is in the long spin-up/measurement loop and not yet
-found. The default stops at D = 20, which already meets the 5% target.
+A D = 40 row (``--resolutions 10 20 40``) once grew to 24 GB resident memory and was killed:
+``LBMSolver.step(n, track_force=True)`` kept one small force tensor per step alive, and each
+pinned the top of glibc's heap above the step's temporaries (issue #16; fixed, with a regression
+test in tests/physics/test_lbm_memory.py). Now the run with D = 40 peaks at 0.64 GB and takes
+11 minutes on one thread (compiled; D = 40 row 539 s): St 0.2997, c_D,max 3.2533 (+0.72 %),
+c_L,max 1.0351 (+3.51 %); a D = 40 run from an impulsive start (no grid sequencing) reads the
+same (0.2997, 3.2556, 1.0371). The default stops at D = 20, which already meets the 5% target.
 
 2D-2: St, c_D,max, c_L,max and their errors against the centre of the published intervals
 (St 0.300, c_D,max 3.23, c_L,max 1.00) for each cells-per-diameter D, with the runtime of the row.

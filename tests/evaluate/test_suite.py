@@ -119,6 +119,19 @@ def test_rollout_shape_and_corrector_calls(trained):
     assert torch.allclose(batched.fields, plain.fields, atol=1e-5)
 
 
+def test_rollout_decodes_in_chunks_with_the_same_fields(trained, monkeypatch):
+    """The ensemble's grid decoding is chunked (full-preset ensembles would hold 8.4 M queries'
+    decoder activations at once); the chunks give the fields of one batch."""
+    from physweep.evaluate import rollout as R
+
+    _, ckpt = trained
+    corrector = CorrectorConfig(cadence=2, steps=1)
+    whole = rollout(ckpt, corrector=corrector, members=3)
+    monkeypatch.setattr(R, "DECODE_CHUNK_QUERIES", 5 * 8 * 16)  # 5 grids of the 12 per traj
+    chunked = rollout(ckpt, corrector=corrector, members=3)
+    assert torch.allclose(chunked.fields, whole.fields, atol=1e-5)
+
+
 def test_knob_projection_weight_blends_outputs(trained):
     _, ckpt = trained
     a = rollout(ckpt, weight=0.0).fields

@@ -113,6 +113,16 @@ def test_full_config_sizes():
     assert cfg.ramp_steps * cfg.dt_lattice == pytest.approx(demo.ramp_steps * demo.dt_lattice)
 
 
+def test_full_preset_data_is_the_full_dataset(repo_root):
+    """The full preset generates ``full_config``'s 128 x 256 dataset (its data section once
+    named the dataset only, which gave the demo's 32 x 64 grid)."""
+    from physweep.configs import from_dict
+    from physweep.io import load_yaml
+
+    preset = load_yaml((repo_root / "config" / "presets" / "full.yaml").read_text())
+    assert from_dict(DatasetConfig, dict(preset["data"])) == full_config()
+
+
 def test_sample_points():
     mask = torch.ones(6, 8, dtype=torch.bool)
     mask[2:4, 3:5] = False

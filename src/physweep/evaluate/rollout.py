@@ -31,6 +31,12 @@ from physweep.model.corrector import CorrectorConfig, Denoiser, latent_rollout
 from physweep.model.surrogate import Surrogate
 from physweep.physics.flowsplit import FlowSplit
 
+#: grid queries decoded per chunk after a rollout (members x leads x H·W): the whole ensemble at
+#: once would hold its decoder activations together -- 8 members x 32 leads on the full preset's
+#: 128 x 256 grid are 8.4 M queries, ~140 GB in fp32. One chunk holds 32 full-preset grids
+#: (~17 GB at model_dim 384); the demo's largest ensemble (8 x 16 on 32 x 64) stays one chunk.
+DECODE_CHUNK_QUERIES = 2**20
+
 
 @dataclass
 class RolloutResult:
@@ -120,14 +126,16 @@ def rollout_ensemble(model: Surrogate, denoiser: Denoiser | None, corrector: Cor
         res = latent_rollout(model, z0, horizon, corrector, denoiser, generator, residual_fn)
         calls += res.corrector_calls
         with torch.no_grad():
-            z = res.latents.flatten(0, 1)  # (M*T, L, D)
-            n = z.shape[0]
-            f = model.predict(z, base.expand(n, -1, -1), grid_pos.expand(n, -1, -1),
-                              context.expand(n, -1, -1))  # (M*T, H*W, C)
-            f = model.denormalize(f).transpose(1, 2).reshape(-1, c, hh, ww)  # (M*T, C, H, W)
-            n = f.shape[0]
-            f = blend_projection(f, mask.expand(n, -1, -1), inflow.expand(n, -1), grid,
-                                 projection_weight)
+            parts = []
+            chunk = max(1, DECODE_CHUNK_QUERIES // (hh * ww))
+            for zc in res.latents.flatten(0, 1).split(chunk):  # (<= chunk, L, D) of M*T
+                n = zc.shape[0]
+                f = model.predict(zc, base.expand(n, -1, -1), grid_pos.expand(n, -1, -1),
+                                  context.expand(n, -1, -1))  # (n, H*W, C)
+                f = model.denormalize(f).transpose(1, 2).reshape(-1, c, hh, ww)  # (n, C, H, W)
+                parts.append(blend_projection(f, mask.expand(n, -1, -1), inflow.expand(n, -1),
+                                              grid, projection_weight))
+            f = torch.cat(parts) if len(parts) > 1 else parts[0]
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - t0

@@ -399,7 +399,6 @@ def _simulate_batch(cfg: DatasetConfig, chunk: list[dict], device: torch.device,
     else:  # impulsive start with the kick
         s.initialize(ux=inflow.unsqueeze(-1).expand(-1, *s.shape[1:]), uy=kick)
     umax = torch.zeros(len(chunk), dtype=dtype, device=device)
-    hist: list[torch.Tensor] = []
     frames: dict[str, list] = {"u": [], "v": [], "p": []}
     probe_v: list[torch.Tensor] = []
 
@@ -410,7 +409,6 @@ def _simulate_batch(cfg: DatasetConfig, chunk: list[dict], device: torch.device,
             raise RuntimeError(f"solver diverged before step {t} (Re "
                                f"{[round(chunk[i]['re'], 1) for i in bad]}, geometry "
                                f"{[chunk[i]['geometry'] for i in bad]})")
-        hist.append(sp.cpu())
         torch.maximum(umax, sp, out=umax)
         if t in probes:
             probe_v.append(_down(uy, r)[:, :, w0:w1].float().cpu())
@@ -426,7 +424,6 @@ def _simulate_batch(cfg: DatasetConfig, chunk: list[dict], device: torch.device,
     out = {k: torch.stack(v, 1) * mask.unsqueeze(1) for k, v in frames.items()}
     out["probe_v"] = torch.stack(probe_v, 1)  # (B, T_probe, ny, n_wake), lattice units
     out["mach"] = (umax / math.sqrt(CS2)).cpu()
-    out["mach_hist"] = torch.stack(hist, 1) / math.sqrt(CS2)
     out["mask"] = mask.to(torch.int8)
     out["inflow"] = _down1(inflow * vel, r).float().cpu()
     return out

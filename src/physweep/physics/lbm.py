@@ -477,9 +477,17 @@ class LBMSolver:
                           .expand_as(self.inflow))
 
     def step(self, n: int = 1, *, track_force: bool = False) -> Tensor | None:
-        """Advance ``n`` steps.  With ``track_force`` return obstacle forces (n, B, 2)."""
-        forces = [] if track_force else None
-        for _ in range(n):
+        """Advance ``n`` steps.  With ``track_force`` return obstacle forces (n, B, 2).
+
+        The forces are written into one tensor allocated before the loop. Keeping one small
+        tensor per step alive instead (a list stacked at the end) made the process grow by
+        gigabytes over long loops: each survivor pins the top of glibc's heap above the step's
+        megabyte-sized temporaries, so the freed space is neither reused nor returned (a D = 40
+        Schäfer–Turek row grew to 24 GB; issue #16).
+        """
+        forces = (torch.empty(n, self.shape[0], 2, dtype=self.dtype, device=self.device)
+                  if track_force else None)
+        for i in range(n):
             args = (self.f, self.consts, self.x_mode, self.forced, track_force, self.incomp,
                     self.char_outlet)
             if self._step_fn is _step:
@@ -490,10 +498,10 @@ class LBMSolver:
                 except Exception as exc:  # e.g. no C++ toolchain for inductor: step eagerly
                     self._compile_failed(exc)
                     self.f, post = _step(*args)
-            if track_force:
-                forces.append(self._force_from_post(post))
+            if forces is not None:
+                forces[i] = self._force_from_post(post)
             self.time += 1
-        return torch.stack(forces, 0) if track_force else None
+        return forces
 
     def _force_from_post(self, post: Tensor) -> Tensor:
         if self.curved:

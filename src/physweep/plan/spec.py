@@ -39,6 +39,9 @@ def portable_path(path: str | Path, root: str | Path, cwd: str | Path | None = N
         except ValueError:
             continue
     return p.as_posix()
+#: knobs the predicted training memory depends on (physweep.plan.memory)
+MEMORY_KNOBS = (*MODEL_KNOBS, "max_horizon", "steps", "inverse_encode", "inverse_decode",
+                "freeze_bottom_layers_on_expand")
 
 
 def template(wcfg: WorkflowConfig, plan: RoundPlan, run: PlannedRun) -> dict[str, Any]:
@@ -60,7 +63,68 @@ def template(wcfg: WorkflowConfig, plan: RoundPlan, run: PlannedRun) -> dict[str
         "preset_name": wcfg.preset_name,
         "preset_file": portable_path(wcfg.preset_file, wcfg.root),  # for messages only
         "preset": {k: wcfg.preset[k] for k in ("sizes", "model", "corrector", "train")},
+        "memory": memory_section(wcfg.preset),
     }
+
+
+def memory_section(preset: dict[str, Any]) -> dict[str, Any]:
+    """What the memory prediction needs beyond the run spec: the data's grid and snapshots
+    (the preset's ``data``) and the preset's ``device_memory_gb`` (None: no fitting)."""
+    from physweep.configs import from_dict
+    from physweep.physics.dataset_config import DatasetConfig
+
+    data = from_dict(DatasetConfig, dict(preset["data"]))
+    return {"grid": [data.ny, data.nx], "n_time": data.n_snapshots,
+            "device_memory_gb": preset.get("device_memory_gb")}
+
+
+def fit_memory(model: dict[str, Any], corrector_steps: int, train: dict[str, Any],
+               memory: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run spec's ``train`` section with ``micro_batch`` lowered where the run's predicted
+    peak memory would not fit the preset's device (gradient accumulation: ``batch_tokens`` is
+    unchanged), and the record of the prediction (``physweep.plan.memory``)."""
+    from physweep.plan.memory import MEMORY_HEADROOM, fit_micro_batch, training_memory
+
+    grid, n_time, gb = tuple(memory["grid"]), memory["n_time"], memory.get("device_memory_gb")
+    if gb:
+        nominal, fitted, fits = fit_micro_batch(model, train, grid, gb, corrector_steps, n_time)
+    else:
+        nominal = fitted = training_memory(model, train, grid, corrector_steps, n_time)
+        fits = True
+    record = {"predicted_gib": round(fitted.gib, 3), "micro_batch": fitted.micro_batch,
+              "nominal_gib": round(nominal.gib, 3), "nominal_micro_batch": nominal.micro_batch,
+              "fits": fits, "device_memory_gb": gb,
+              "budget_gib": MEMORY_HEADROOM * gb if gb else None,
+              "precision": fitted.precision, "horizon": fitted.horizon,
+              "parts_gib": {k: round(v / 2**30, 3) for k, v in fitted.parts.items()}}
+    return dict(train, micro_batch=fitted.micro_batch), record
+
+
+#: values assumed for memory knobs still waiting for a winner: the costliest ones (inverse
+#: losses and corrector on, nothing frozen), so the plan's figure is an upper bound
+MEMORY_WORST_CASE = {"inverse_encode": 1.0, "inverse_decode": 1.0, "steps": 2,
+                     "freeze_bottom_layers_on_expand": False}
+
+
+def planned_memory(wcfg: WorkflowConfig, run: PlannedRun) -> dict[str, Any] | None:
+    """``fit_memory``'s record for a planned run (what ``build_spec`` will decide). While a
+    size knob (or the horizon) waits for a winner: None; while only the inverse-loss weights,
+    the corrector steps or the freeze flag do, their costliest values are assumed and listed
+    under ``assumed``."""
+    values = dict(run.values)
+    assumed = [k for k in MEMORY_KNOBS if isinstance(values[k], Pending)]
+    if any(k not in MEMORY_WORST_CASE for k in assumed):
+        return None
+    values.update({k: MEMORY_WORST_CASE[k] for k in assumed})
+    preset, pfile = wcfg.preset, str(wcfg.preset_file)
+    model = model_section(preset, values, pfile, run.name)
+    train = dict(preset["train"])
+    train.update({k: values[k] for k in ("inverse_encode", "inverse_decode",
+                                          "freeze_bottom_layers_on_expand")})
+    train.update(batch_tokens=effective_batch(preset, run.batch_tokens, pfile),
+                 max_horizon=effective_size(preset, "max_horizon", values["max_horizon"], pfile))
+    record = fit_memory(model, values["steps"], train, memory_section(preset))[1]
+    return dict(record, assumed=assumed)
 
 
 def winner_knobs(path: str | Path) -> dict[str, Any]:
@@ -128,6 +192,9 @@ def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = 
     corrector = section(preset, "corrector", eff)
     train = section(preset, "train", eff)
     train.update(batch_tokens=batch, budget_tokens=budget_steps * ref_batch, seed=tpl["seed"])
+    memory = None
+    if "memory" in tpl:  # micro-batches split where the run would not fit the device
+        train, memory = fit_memory(model, corrector["steps"], train, tpl["memory"])
     return {
         "run": tpl["run"], "round": tpl["round"], "block": tpl["block"],
         "preset": tpl["preset_name"], "seed": tpl["seed"],
@@ -135,4 +202,5 @@ def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = 
         "nominal": nominal,
         "effective": {k: eff[k] for k in K.KNOBS if K.REGISTRY[k].effective != "none"}
         | {"batch_tokens": batch, "steps_total": budget_steps * ref_batch // batch},
+        "memory": memory,
     }

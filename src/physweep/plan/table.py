@@ -8,7 +8,7 @@ from physweep.plan import knobs as K
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.round import Pending, RoundPlan
 from physweep.plan.sizes import effective_batch, effective_size, effective_value
-from physweep.plan.spec import portable_path
+from physweep.plan.spec import memory_section, planned_memory, portable_path
 
 # Knobs whose cells read nominal->effective: the rules that are the same for every run of a
 # round. The `lr` rule depends on the run's batch_tokens: its effective value is the lr_scaled
@@ -47,6 +47,60 @@ def _batch_eff(wcfg: WorkflowConfig, nominal: int) -> int:
 def _batch_text(wcfg: WorkflowConfig, run) -> str:
     text = f"{run.batch_tokens}->{_batch_eff(wcfg, run.batch_tokens)}"
     return text + (f" ({run.batch_rule})" if run.batch_rule else "")
+
+
+def _memory_cell(mem: dict[str, Any] | None) -> str:
+    """Predicted peak training memory in GiB; ``a->b (mb x->y)`` where the micro-batch was split
+    to fit the device, ``!`` where not even one sample per micro-batch fits."""
+    if mem is None:
+        return "?"
+    text = f"{mem['predicted_gib']:.1f}" + ("*" if mem.get("assumed") else "")
+    if mem["micro_batch"] != mem["nominal_micro_batch"]:
+        text = (f"{mem['nominal_gib']:.1f}->{text} (mb {mem['nominal_micro_batch']}->"
+                f"{mem['micro_batch']})")
+    return text if mem["fits"] else text + " !"
+
+
+def memory_header(wcfg: WorkflowConfig) -> str:
+    """What the ``mem GiB`` column predicts and for which device."""
+    from physweep.plan.memory import MEMORY_HEADROOM
+
+    sec = memory_section(wcfg.preset)
+    train = wcfg.preset["train"]
+    gb = sec["device_memory_gb"]
+    prec = "bf16 autocast" if train["precision"] == "bf16" else "fp32"
+    text = (f"memory: predicted peak per training job in GiB (physweep.plan.memory; {prec}, "
+            f"micro_batch {train['micro_batch']}, grid {sec['grid'][0]}x{sec['grid'][1]}, "
+            f"the run's largest horizon"
+            + ("; torch.compile counted as eager, an upper bound" if train.get("compile")
+               else "") + ")")
+    text += ("\n  ?: a size knob or the horizon waits for a winner; *: the inverse-loss weights, "
+             "corrector steps or freeze flag do, their costliest values assumed (an upper bound)")
+    if gb:
+        text += (f"\n  device: {gb:g} GiB (device_memory_gb in {wcfg.preset_file.name}), a job "
+                 f"may plan {MEMORY_HEADROOM:.0%} = {MEMORY_HEADROOM * gb:.1f} GiB; where a run "
+                 "would not fit, its micro-batch is split (gradient accumulation, batch_tokens "
+                 "unchanged) -- shown as before->after (mb n->m)")
+    return text
+
+
+def memory_lines(plan: RoundPlan, memory: dict[str, dict[str, Any] | None]) -> list[str]:
+    """One line per run whose micro-batch is split or that does not fit at all."""
+    out = []
+    for r in plan.runs:
+        mem = memory.get(r.name)
+        if mem is None:
+            continue
+        if not mem["fits"]:
+            out.append(f"  ! {r.name}: {mem['predicted_gib']:.1f} GiB at micro_batch 1 exceeds "
+                       f"{mem['budget_gib']:.1f} GiB: lower points_per_sample, the horizon or "
+                       "the model size, or use a larger device")
+        elif mem["micro_batch"] != mem["nominal_micro_batch"]:
+            out.append(f"  {r.name}: {mem['nominal_gib']:.1f} GiB at micro_batch "
+                       f"{mem['nominal_micro_batch']} > {mem['budget_gib']:.1f} GiB -> "
+                       f"micro_batch {mem['micro_batch']} ({mem['predicted_gib']:.1f} GiB; "
+                       "gradient accumulation, batch_tokens unchanged)")
+    return out
 
 
 def compute_summary(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
@@ -129,6 +183,7 @@ def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
             "fixed_from": {k: o for k, o in r.origin.items() if o.startswith(("winner", "best"))},
             "batch_tokens": _batch_text(wcfg, r),
             "lr_scaled": _lr_text(wcfg, r),
+            "memory": planned_memory(wcfg, r),
         })
     return {
         "round": plan.round, "title": plan.title, "objective": plan.objective,
@@ -159,13 +214,16 @@ def format_table(wcfg: WorkflowConfig, plan: RoundPlan) -> str:
     common = [f"{k}={_cell(wcfg, k, plan.runs[0].values[k])}" for k in constant]
     for i in range(0, len(common), 6):
         lines.append("  " + "  ".join(common[i:i + 6]))
-    header = ["run", "block", "seed", *cols, "batch_tokens", "lr_scaled", "fixed_from"]
+    memory = {r.name: planned_memory(wcfg, r) for r in plan.runs}
+    lines.append(memory_header(wcfg))
+    header = ["run", "block", "seed", *cols, "batch_tokens", "lr_scaled", "mem GiB", "fixed_from"]
     rows = []
     for r in plan.runs:
         fixed = sorted({o for o in r.origin.values() if o.startswith(("winner", "best"))})
         batch = _batch_text(wcfg, r)
         rows.append([r.name, "+".join(r.blocks), str(r.seed), *[_cell(wcfg, k, r.values[k])
-                    for k in cols], batch, _lr_text(wcfg, r), "; ".join(fixed) or "-"])
+                    for k in cols], batch, _lr_text(wcfg, r), _memory_cell(memory[r.name]),
+                    "; ".join(fixed) or "-"])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines.append("")
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
@@ -175,6 +233,10 @@ def format_table(wcfg: WorkflowConfig, plan: RoundPlan) -> str:
         sw = "_".join(f"{k}~{K.format_value(v)}" for k, v in a.swept.items())
         lines.append(f"\n  {sw} in block {a.block} is the best run of block {a.alias_of_block} "
                      "itself: no extra run")
+    split = memory_lines(plan, memory)
+    if split:
+        lines.append("\nmemory (micro-batches split to fit the device):")
+        lines += split
     if plan.warnings:
         lines.append("\nguardrail warnings:")
         lines += [f"  ! {w}" for w in plan.warnings]

@@ -35,7 +35,10 @@ __all__ = [
     "EnergyMeter",
     "WindowedEnergy",
     "hardware_description",
+    "live_tensor_bytes",
+    "measure_step_memory",
     "peak_memory_mb",
+    "step_peak_bytes",
 ]
 
 RAPL_ROOT = Path("/sys/class/powercap")
@@ -310,6 +313,76 @@ def peak_memory_mb(device: Any = "cpu") -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def live_tensor_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (an iterable; non-tensors skipped)."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
+def step_peak_bytes(fn: Callable[[], Any], device: Any = "cpu") -> tuple[int, Any]:
+    """Peak of the tensor memory allocated by ``fn()`` above what was alive when it started,
+    in bytes, and ``fn``'s result.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` minus ``memory_allocated`` before the call (the
+    caching allocator's live blocks, not its cache). CPU: the process's resident set mixes
+    tensors with the interpreter, libraries and what the C allocator keeps back, so the
+    function records every allocation and free of PyTorch's CPU allocator with the profiler
+    (``profile_memory=True``) and returns the maximum of their running sum -- the CPU analogue
+    of ``max_memory_allocated``. Memory freed in ``fn`` that was allocated before it is not
+    reported by the profiler (its size is unknown to it), so release what ``fn`` would free
+    first (e.g. ``optimizer.zero_grad(set_to_none=True)``) for an exact figure.
+    """
+    dev = _as_device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        out = fn()
+        torch.cuda.synchronize(dev)
+        return int(torch.cuda.max_memory_allocated(dev) - base), out
+    from torch._C._autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == DeviceType.CPU)
+    cur = peak = 0
+    for _, nbytes in events:
+        cur += nbytes
+        peak = max(peak, cur)
+    return int(peak), out
+
+
+def measure_step_memory(trainer: Any) -> dict[str, Any]:
+    """Measured peak tensor memory (bytes) of one ``trainer.train_step()`` -- what
+    ``physweep.plan.memory.training_memory`` predicts.
+
+    ``static``: what lives across steps (parameters, buffers, the EMA copy, the optimizer
+    state); ``step``: the peak the step allocates on top (:func:`step_peak_bytes`; the
+    gradients are released first, as the step's ``zero_grad`` would); ``total`` = both. On CUDA
+    ``static`` is every tensor allocated on the device before the step. Run at least one step
+    before, so that the optimizer state exists. ``row`` is the step's log row.
+    """
+    trainer.optimizer.zero_grad(set_to_none=True)
+    dev = trainer.device
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        static = torch.cuda.memory_allocated(dev)
+    else:
+        ema = trainer.ema.module
+        static = live_tensor_bytes([
+            *trainer.modules.parameters(), *trainer.modules.buffers(), *ema.parameters(),
+            *ema.buffers(),
+            *(v for st in trainer.optimizer.state.values() for v in st.values())])
+    step, row = step_peak_bytes(trainer.train_step, dev)
+    return {"static": int(static), "step": int(step), "total": int(static + step), "row": row}
 
 
 def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
