@@ -154,7 +154,9 @@ def test_plan_shows_memory_and_splits_where_a_run_does_not_fit(base_config, repo
     assert plan_records(wcfg, plan)["runs"][plan.runs.index(run)]["memory"]["micro_batch"] == 1
     # the run spec trains with the micro-batch the plan shows (winners given: nothing assumed)
     tpl = template(wcfg, plan, run)
-    winners = {"round:round_b": {k: cfg["knobs"][k] for k in ("lr", "warmup", "ema", "cadence",
+    from physweep.plan.knobs import defaults
+
+    winners = {"round:round_b": {k: defaults()[k] for k in ("lr", "warmup", "ema", "cadence",
                "steps", "guidance", "inverse_encode", "inverse_decode", "projection_weight")}}
     spec = build_spec(tpl, winners)
     assert spec["train"]["micro_batch"] == 1 and spec["memory"]["micro_batch"] == 1
