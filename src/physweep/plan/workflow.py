@@ -46,9 +46,11 @@ def round_trainings(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, list[str
 
 
 def rerun_hint(results: str = "results") -> str:
-    """Template ({round}, {run}) of the command that reruns one run and what depends on it."""
+    """Template ({round}, {run}, {training}) of the command that retrains one run and what
+    depends on it: its training (shared by the runs that differ from it only in evaluation-time
+    knobs, which are redone too; runs/<run>/training.json names it)."""
     return (f"snakemake --cores 2 {{round}} --forcerun "
-            f"{results}/{{round}}/runs/{{run}}/probe/checkpoint.pt")
+            f"{results}/{{round}}/trainings/{{training}}/probe/checkpoint.pt")
 
 
 def known_winners(wcfg: WorkflowConfig, round_name: str, workdir: Path) -> dict[str, dict]:

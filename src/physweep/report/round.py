@@ -174,6 +174,25 @@ def _steps(ds, n: int) -> np.ndarray:
     return np.arange(n, dtype=float)
 
 
+def sharing_compute(fractions: Mapping[str, float], training_of: Mapping[str, str]
+                    ) -> tuple[int, float, float]:
+    """(distinct trainings, budget units spent, budget units the runs would have cost alone).
+
+    ``fractions``: each run's compute fraction (steps its record's training ran / the budget);
+    runs on one training (``training_of``, plan.json's ``training``) spent it once: the
+    training's cost is its longest run's fraction (a stopped run on a training that continued
+    for another run read the probe, the training went on)."""
+    spent: dict[str, float] = {}
+    alone = 0.0
+    for run, frac in fractions.items():
+        if not math.isfinite(frac):
+            continue
+        key = training_of.get(run, run)
+        spent[key] = max(spent.get(key, 0.0), frac)
+        alone += frac
+    return len(spent), sum(spent.values()), alone
+
+
 def _total_steps(run: str, log, row: Mapping[str, Any] | None) -> float:
     if log is not None:
         total = _num(log.attrs.get("steps_total"))
@@ -700,7 +719,8 @@ def build_round_report(
 ) -> Path:
     """Write the round's HTML report (atomically) and return its path.
 
-    ``rerun_hint`` is a ``str.format`` template with ``{round}`` and ``{run}``. With
+    ``rerun_hint`` is a ``str.format`` template with ``{round}``, ``{run}`` and ``{training}``
+    (the run's training in plan.json: retraining a run retrains every run on it). With
     ``figures_dir`` every figure is also written there as PNG (names in
     :data:`physweep.report.figures.FIGURE_NAMES`; the set is fixed, missing data gives a figure
     with a note); with ``tables_dir`` (and ``figures_dir``) the ranking and the effects tables
@@ -813,6 +833,16 @@ def build_round_report(
                        "budget (mean compute fraction over runs)"
                        + (f", ≈ {round_hours:.3g} {esc(unit)}" if math.isfinite(round_hours)
                           else ""))
+    training_of = {str(r.get("run")): str(r["training"]) for r in (plan.get("runs") or [])
+                   if isinstance(r, Mapping) and r.get("training")}
+    if training_of:
+        n_trainings, spent, alone = sharing_compute(
+            dict(zip(runs, used, strict=True)), training_of)
+        summary.append(
+            f"<b>Shared trainings:</b> {n_runs} runs on {n_trainings} trainings (runs that "
+            f"differ only in evaluation-time knobs share one); training compute spent "
+            f"{spent:.3g} budget units, {alone - spent:.3g} saved by sharing "
+            f"({alone:.3g} with one training per run)")
     summary.append(f"<b>Diverged:</b> {_runs_list(diverged)}")
     if failed:
         summary.append(f"<b>Failed:</b> {_runs_list(failed)}")
@@ -1014,9 +1044,16 @@ def build_round_report(
 
     # ---- rerun
     example_run = winners[0] if winners else (runs[0] if runs else "RUN")
+    trained = {str(sp.get("run")): str(sp["training"]) for sp in plan_specs if sp.get("training")}
+
+    def _hint(run: str) -> str:
+        return rerun_hint.format(round=round_name, run=run,
+                                 training=trained.get(run, "<its training: runs/RUN/training.json>"
+                                                      .replace("RUN", run)))
+
     try:
-        example = rerun_hint.format(round=round_name, run=example_run)
-        cmds = {r: rerun_hint.format(round=round_name, run=r) for r in runs}
+        example = _hint(example_run)
+        cmds = {r: _hint(r) for r in runs}
     except (KeyError, IndexError, ValueError) as exc:
         inp.problems.append(f"rerun_hint template: {exc}")
         example, cmds = rerun_hint, {}
