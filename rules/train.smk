@@ -32,13 +32,15 @@ rule train_probe:
 
 
 # Runs only when some run on the training continues: a continued run's small eval asks for the
-# final checkpoint (through the decide checkpoints); every run's decision is an input.
+# final checkpoint (through the decide checkpoints). Every run's decision is an input for the
+# order only (ancient): re-evaluating and re-deciding one run (--forcerun its probe_eval.nc)
+# does not retrain what the others share.
 rule train_finish:
     input:
         train=TRAIN_DATA,
         winners=get_training_winner_files,
         probe=f"{TRAINING}/probe/checkpoint.pt",
-        decisions=get_training_decisions,
+        decisions=lambda w: [ancient(p) for p in get_training_decisions(w)],
     output:
         checkpoint=f"{TRAINING}/final/checkpoint.pt",
         log=f"{TRAINING}/final/train_log.nc",
