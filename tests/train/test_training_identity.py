@@ -104,3 +104,25 @@ def test_evaluation_settings_are_the_dropped_fields():
     spec = tiny_spec()
     spec["corrector"].update(OTHER)
     assert evaluation_settings(spec) == {"corrector": OTHER}
+
+
+def test_a_finished_training_of_the_same_identity_is_found_and_copied(tmp_path):
+    from physweep.train.shared import find_trained, record_identity, reuse
+
+    trainings = tmp_path / "trainings"
+    done = trainings / "aaaaaaaaaaaa" / "probe"
+    done.mkdir(parents=True)
+    for name in ("checkpoint.pt", "train_log.nc"):
+        (done / name).write_bytes(name.encode())
+    mine = trainings / "bbbbbbbbbbbb" / "probe"
+    assert find_trained(mine, "id1") is None  # nothing recorded yet: an unfinished stage
+    record_identity(done, "id1")
+    assert find_trained(mine, "id2") is None
+    assert find_trained(mine, "id1") == done
+    assert find_trained(done, "id1") is None  # not itself
+    assert find_trained(trainings / "bbbbbbbbbbbb" / "final", "id1") is None  # other stage
+    reuse(done, {"checkpoint.pt": mine / "checkpoint.pt", "train_log.nc": mine / "log.nc"})
+    assert (mine / "checkpoint.pt").read_bytes() == b"checkpoint.pt"
+    assert (mine / "checkpoint.pt").stat().st_ino != (done / "checkpoint.pt").stat().st_ino
+    (done / "checkpoint.pt").unlink()  # a forced rerun deleted it: not complete any more
+    assert find_trained(mine, "id1") is None

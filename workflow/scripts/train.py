@@ -19,8 +19,9 @@ from pathlib import Path
 
 from physweep.jobs import start_job
 from physweep.model.surrogate import load_checkpoint
-from physweep.plan.spec import build_spec, training_spec, winner_knobs
+from physweep.plan.spec import build_spec, training_identity, training_spec, winner_knobs
 from physweep.train.loop import PREEMPTED_EXIT_CODE, run_identity, train_run
+from physweep.train.shared import find_trained, record_identity, reuse
 
 log = start_job(snakemake.log[0], snakemake.threads, gpu=True)
 winners = {src: winner_knobs(path) for src, path in
@@ -28,6 +29,15 @@ winners = {src: winner_knobs(path) for src, path in
 spec = dict(training_spec(build_spec(snakemake.params.template, winners)),
             run=f"training {snakemake.wildcards.training}")
 checkpoint = Path(snakemake.output.checkpoint)
+identity = training_identity(spec)
+# the same training spec already trained by another training of the round (e.g. a block that
+# takes an earlier block's winner values, which that winner trained): take it, do not retrain
+same = find_trained(checkpoint.parent, identity)
+if same is not None:
+    reuse(same, {"checkpoint.pt": checkpoint, "train_log.nc": Path(snakemake.output.log)})
+    record_identity(checkpoint.parent, identity, reused_from=str(same))
+    log.info("training identity %s already trained in %s: reused, not retrained", identity, same)
+    sys.exit(0)
 partial = checkpoint.with_name(checkpoint.name + ".partial")
 resume_from = Path(snakemake.input.probe) if snakemake.params.resume else None
 if partial.exists():
@@ -54,3 +64,4 @@ if result["status"] == "preempted":
                 result["step"], partial)
     sys.exit(PREEMPTED_EXIT_CODE)
 os.replace(partial, checkpoint)
+record_identity(checkpoint.parent, identity)
