@@ -676,7 +676,9 @@ def _per_run_provenance(runs, logs, evals, statuses, cmds, swept=()) -> str:
     for r in runs:
         log = logs.get(r)
         spec_raw = None
-        for ds in (log, evals.get(r)):
+        # the eval's run_spec first: a shared training's log holds the training spec, the
+        # run's eval the run's own (its evaluation-time knobs included)
+        for ds in (evals.get(r), log):
             if ds is not None and "run_spec" in ds.attrs:
                 spec_raw = ds.attrs["run_spec"]
                 break
