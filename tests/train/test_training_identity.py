@@ -124,5 +124,8 @@ def test_a_finished_training_of_the_same_identity_is_found_and_copied(tmp_path):
     reuse(done, {"checkpoint.pt": mine / "checkpoint.pt", "train_log.nc": mine / "log.nc"})
     assert (mine / "checkpoint.pt").read_bytes() == b"checkpoint.pt"
     assert (mine / "checkpoint.pt").stat().st_ino != (done / "checkpoint.pt").stat().st_ino
+    record_identity(mine, "id1", reused_from=str(done))
+    # forcing the original: it retrains, it does not copy its copy back
+    assert find_trained(done, "id1") is None
     (done / "checkpoint.pt").unlink()  # a forced rerun deleted it: not complete any more
     assert find_trained(mine, "id1") is None

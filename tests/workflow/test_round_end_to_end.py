@@ -101,6 +101,8 @@ def test_forcing_one_run_reruns_only_it_and_its_dependents(tiny_round):
     changed = {p for p in after if before.get(p) != after[p]}
     assert f"results/round_t/trainings/{training}/probe/checkpoint.pt" in changed
     assert f"results/round_t/runs/{run}/probe_eval.nc" in changed
+    log = (work / "results" / "logs" / "round_t" / "trainings" / training / "train_probe.log")
+    assert "training finished" in log.read_text()  # retrained, not copied from a twin
     dependent = {run, "cadence~8", "cadence~32"}  # cadence takes the optimizer block's winner
     others = {p for p in changed if "/runs/" in p
               and not any(f"/runs/{r}/" in p for r in dependent)}

@@ -29,18 +29,23 @@ def record_identity(stage_dir: Path, identity: str, reused_from: str | None = No
 
 
 def find_trained(stage_dir: Path, identity: str) -> Path | None:
-    """Another training of the same round (``<trainings>/<other>/<stage>``) that finished this
-    stage with this identity, or None."""
+    """Another training of the same round (``<trainings>/<other>/<stage>``) that trained this
+    stage with this identity (not by copying), or None."""
     stage_dir = Path(stage_dir)
     trainings = stage_dir.parent.parent
     for other in sorted(trainings.glob(f"*/{stage_dir.name}/{IDENTITY_FILE}")):
         if other.parent.parent == stage_dir.parent:
             continue
         try:
-            recorded = json.loads(other.read_text()).get("identity")
+            record = json.loads(other.read_text())
         except (OSError, ValueError):
             continue
-        if recorded == identity and all((other.parent / f).exists() for f in STAGE_FILES):
+        # only a stage that trained (not one that was itself copied): forcing the training a
+        # copy came from retrains it rather than copying the copy back
+        if record.get("reused_from"):
+            continue
+        if record.get("identity") == identity and all((other.parent / f).exists()
+                                                      for f in STAGE_FILES):
             return other.parent
     return None
 
