@@ -25,6 +25,9 @@ REF = f"{R}/reference/{WF.dataset}"  # the reference model, trained once per dat
 RUN = f"{R}/{{round}}/runs/{{run}}"
 LOGS = f"{R}/logs/{{round}}/{{run}}"
 BENCH = f"{R}/benchmarks/{{round}}/{{run}}"
+TRAINING = f"{R}/{{round}}/trainings/{{training}}"  # shared by the runs of one training spec
+TLOGS = f"{R}/logs/{{round}}/trainings/{{training}}"
+TBENCH = f"{R}/benchmarks/{{round}}/trainings/{{training}}"
 
 
 wildcard_constraints:
@@ -33,6 +36,7 @@ wildcard_constraints:
     block=WF.block_regex,
     dataset=r"[A-Za-z0-9_-]+",
     suite=r"small|full",
+    training=r"[0-9a-f]{12}",
 
 
 def res(kind, key, default):
@@ -105,6 +109,49 @@ def get_winner_sources(wildcards):
     return list(WF.winner_inputs(wildcards.round, wildcards.run))
 
 
+def known_training(wildcards):
+    trainings = WF.trainings(wildcards.round)
+    if wildcards.training not in trainings:
+        sys.exit(f"physweep: round {wildcards.round} has no training {wildcards.training} "
+                 f"(nothing was run); its trainings: {', '.join(trainings)}")
+    return trainings[wildcards.training]
+
+
+def get_training_template(wildcards):
+    known_training(wildcards)
+    return WF.training_template(wildcards.round, wildcards.training)
+
+
+def get_training_winner_files(wildcards):
+    known_training(wildcards)
+    return list(WF.training_winner_inputs(wildcards.round, wildcards.training).values())
+
+
+def get_training_winner_sources(wildcards):
+    known_training(wildcards)
+    return list(WF.training_winner_inputs(wildcards.round, wildcards.training))
+
+
+def get_training_decisions(wildcards):
+    return [f"{R}/{wildcards.round}/runs/{r}/decision.json" for r in known_training(wildcards)]
+
+
+def get_training_dir(wildcards):
+    """The directory of the training a run's checkpoints come from."""
+    known_run(wildcards)
+    return f"{R}/{wildcards.round}/trainings/{WF.training_of(wildcards.round, wildcards.run)}"
+
+
+def get_training_record(wildcards):
+    """runs/<run>/training.json: the run's training and the runs that share it."""
+    known_run(wildcards)
+    key = WF.training_of(wildcards.round, wildcards.run)
+    return {"run": wildcards.run, "training": key,
+            "dir": f"{R}/{wildcards.round}/trainings/{key}",
+            "shared_with": [r for r in WF.training_runs(wildcards.round, key)
+                            if r != wildcards.run]}
+
+
 def get_objective(wildcards):
     return WF.plans[wildcards.round].objective
 
@@ -130,7 +177,7 @@ def get_decision(round_name, run):
 def get_trained_dir(round_name, run):
     """final/ for runs trained to the end, probe/ for early-stopped or diverged runs."""
     stage = "final" if get_decision(round_name, run)["continue"] else "probe"
-    return f"{R}/{round_name}/runs/{run}/{stage}"
+    return f"{R}/{round_name}/trainings/{WF.training_of(round_name, run)}/{stage}"
 
 
 def get_run_eval(round_name, run):
@@ -214,8 +261,9 @@ def get_round_products(round_name):
         "report.html")]
     for run in WF.run_names(round_name):
         base = f"{R}/{round_name}/runs/{run}"
-        products += [f"{base}/probe/checkpoint.pt", f"{base}/probe/train_log.nc",
-                     f"{base}/probe_eval.nc", f"{base}/decision.json"]
+        trained = f"{R}/{round_name}/trainings/{WF.training_of(round_name, run)}"
+        products += [f"{trained}/probe/checkpoint.pt", f"{trained}/probe/train_log.nc",
+                     f"{base}/training.json", f"{base}/probe_eval.nc", f"{base}/decision.json"]
         products += list(WF.winner_inputs(round_name, run).values())
     return list(dict.fromkeys(products))
 
@@ -224,8 +272,8 @@ def get_round_decided_products(round_name):
     products = []
     for run in WF.run_names(round_name):
         if get_decision(round_name, run)["continue"]:
-            base = f"{R}/{round_name}/runs/{run}"
-            products += [f"{base}/final/checkpoint.pt", f"{base}/final/train_log.nc",
-                         f"{base}/small_eval.nc"]
+            trained = f"{R}/{round_name}/trainings/{WF.training_of(round_name, run)}"
+            products += [f"{trained}/final/checkpoint.pt", f"{trained}/final/train_log.nc",
+                         f"{R}/{round_name}/runs/{run}/small_eval.nc"]
     products += [f"{R}/{round_name}/runs/{r}/full_eval.nc" for r in get_promoted(round_name)]
-    return products
+    return list(dict.fromkeys(products))

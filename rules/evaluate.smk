@@ -1,14 +1,16 @@
 # Evaluation suites: probe (small suite at the probe point; the record of a run that stops there),
 # small (the same suite on the final checkpoint of a run that trained to the end), full (promoted).
 # Every eval reads the reference model's eval of the same suite (same samples) and stores its
-# nRMSE beside the run's.
+# nRMSE beside the run's. A run's evals read its training's checkpoints (rules/train.smk) and
+# roll them out with the run's own evaluation settings (cadence, guidance: from its spec).
 
 
 rule eval_probe:
     input:
         **suite_data("small"),
-        checkpoint=f"{RUN}/probe/checkpoint.pt",
+        checkpoint=lambda w: f"{get_training_dir(w)}/probe/checkpoint.pt",
         reference=f"{REF}/small_eval.nc",
+        winners=get_winner_files,
     output:
         f"{RUN}/probe_eval.nc",
     log:
@@ -26,6 +28,8 @@ rule eval_probe:
         suite=PRESET["eval"]["small"],
         suite_name="small",
         thresholds=config["gates"],
+        template=get_template,
+        sources=get_winner_sources,
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -33,8 +37,9 @@ rule eval_probe:
 rule small_eval:
     input:
         **suite_data("small"),
-        checkpoint=f"{RUN}/final/checkpoint.pt",
+        checkpoint=lambda w: f"{get_training_dir(w)}/final/checkpoint.pt",
         reference=f"{REF}/small_eval.nc",
+        winners=get_winner_files,
     output:
         f"{RUN}/small_eval.nc",
     log:
@@ -52,6 +57,8 @@ rule small_eval:
         suite=PRESET["eval"]["small"],
         suite_name="small",
         thresholds=config["gates"],
+        template=get_template,
+        sources=get_winner_sources,
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -59,8 +66,9 @@ rule small_eval:
 rule full_eval:
     input:
         **suite_data("full"),
-        checkpoint=f"{RUN}/final/checkpoint.pt",
+        checkpoint=lambda w: f"{get_training_dir(w)}/final/checkpoint.pt",
         reference=f"{REF}/full_eval.nc",
+        winners=get_winner_files,
     output:
         f"{RUN}/full_eval.nc",
     log:
@@ -78,6 +86,8 @@ rule full_eval:
         suite=PRESET["eval"]["full"],
         suite_name="full",
         thresholds=config["gates"],
+        template=get_template,
+        sources=get_winner_sources,
     script:
         "../workflow/scripts/evaluate.py"
 

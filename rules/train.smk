@@ -1,17 +1,20 @@
-# Per-run training: to the probe point, then (survivors only) to the end of the budget.
+# Training: to the probe point, then (when any run on it continues) to the end of the budget.
+# One training per distinct training spec (physweep.plan.spec.training_key): runs that differ
+# only in what training does not read (the corrector's cadence and guidance) share it, under
+# results/<round>/trainings/<training>/, and fan out to their own evaluations (rules/evaluate.smk).
 
 
 rule train_probe:
     input:
         train=TRAIN_DATA,
-        winners=get_winner_files,
+        winners=get_training_winner_files,
     output:
-        checkpoint=f"{RUN}/probe/checkpoint.pt",
-        log=f"{RUN}/probe/train_log.nc",
+        checkpoint=f"{TRAINING}/probe/checkpoint.pt",
+        log=f"{TRAINING}/probe/train_log.nc",
     log:
-        f"{LOGS}/train_probe.log",
+        f"{TLOGS}/train_probe.log",
     benchmark:
-        f"{BENCH}/train_probe.tsv"
+        f"{TBENCH}/train_probe.tsv"
     conda:
         "../envs/physweep.yaml"
     threads: res("train", "threads", 1)
@@ -20,27 +23,31 @@ rule train_probe:
         mem_mb=res("train", "mem_mb", 2000),
         runtime=res("train", "runtime", 30),
     params:
-        template=get_template,
-        sources=get_winner_sources,
+        template=get_training_template,
+        sources=get_training_winner_sources,
         stop_fraction=config["early_stop"]["probe_fraction"],
         resume=False,
     script:
         "../workflow/scripts/train.py"
 
 
+# Runs only when some run on the training continues: a continued run's small eval asks for the
+# final checkpoint (through the decide checkpoints). Every run's decision is an input for the
+# order only (ancient): re-evaluating and re-deciding one run (--forcerun its probe_eval.nc)
+# does not retrain what the others share.
 rule train_finish:
     input:
         train=TRAIN_DATA,
-        winners=get_winner_files,
-        probe=f"{RUN}/probe/checkpoint.pt",
-        decision=f"{RUN}/decision.json",
+        winners=get_training_winner_files,
+        probe=f"{TRAINING}/probe/checkpoint.pt",
+        decisions=lambda w: [ancient(p) for p in get_training_decisions(w)],
     output:
-        checkpoint=f"{RUN}/final/checkpoint.pt",
-        log=f"{RUN}/final/train_log.nc",
+        checkpoint=f"{TRAINING}/final/checkpoint.pt",
+        log=f"{TRAINING}/final/train_log.nc",
     log:
-        f"{LOGS}/train_finish.log",
+        f"{TLOGS}/train_finish.log",
     benchmark:
-        f"{BENCH}/train_finish.tsv"
+        f"{TBENCH}/train_finish.tsv"
     conda:
         "../envs/physweep.yaml"
     threads: res("train", "threads", 1)
@@ -49,12 +56,31 @@ rule train_finish:
         mem_mb=res("train", "mem_mb", 2000),
         runtime=res("train", "runtime", 30),
     params:
-        template=get_template,
-        sources=get_winner_sources,
+        template=get_training_template,
+        sources=get_training_winner_sources,
         stop_fraction=1.0,
         resume=True,
     script:
         "../workflow/scripts/train.py"
+
+
+# Which training a run's checkpoints come from: results/<round>/runs/<run>/training.json.
+rule training_link:
+    output:
+        f"{RUN}/training.json",
+    log:
+        f"{LOGS}/training_link.log",
+    conda:
+        "../envs/physweep.yaml"
+    localrule: True
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=10,
+    params:
+        record=get_training_record,
+    script:
+        "../workflow/scripts/training_link.py"
 
 
 # The reference model (a conv U-Net): trained once per dataset by the same trainer; every eval

@@ -95,6 +95,17 @@ def write_tiny_config(work: Path) -> Path:
     return work / "config.yaml"
 
 
+def tiny_training_of(config_file: Path, run: str, round_name: str = "round_t") -> str:
+    """The training (key) of a run of the tiny round configured by ``config_file`` (as
+    Snakemake sees it: the workflow's config.yaml updated by that file)."""
+    from physweep.plan.config import load_workflow_config
+    from physweep.plan.workflow import Workflow
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg.update(yaml.safe_load(Path(config_file).read_text()))
+    return Workflow(load_workflow_config(cfg, ROOT)).training_of(round_name, run)
+
+
 #: what a checkout needs to run the workflow (the package comes from the installed environment)
 CHECKOUT_PARTS = ("Snakefile", "rules", "workflow", "config", "envs", "report", "profiles")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import xarray as xr
-from snakerun import write_tiny_config
+from snakerun import tiny_training_of, write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(os.sys.executable).parent / "snakemake")
@@ -95,7 +95,10 @@ class Preempter(threading.Thread):
 
     def __init__(self, work: Path, limit_s: float):
         super().__init__(daemon=True)
-        self.log = work / "results" / "logs" / "round_t" / PREEMPT_RUN / f"{PREEMPT_RULE}.log"
+        # the run's checkpoints come from its training (shared trainings, rules/train.smk)
+        self.training = tiny_training_of(work / "config.yaml", PREEMPT_RUN)
+        self.log = (work / "results" / "logs" / "round_t" / "trainings" / self.training
+                    / f"{PREEMPT_RULE}.log")
         self.deadline = time.monotonic() + limit_s
         self.stop = threading.Event()
         self.jobid: str | None = None
@@ -110,7 +113,7 @@ class Preempter(threading.Thread):
         return int(steps[-1]) if steps else 0
 
     def run(self) -> None:
-        key = re.sub(r"[^A-Za-z0-9]", "", PREEMPT_RUN)
+        key = re.sub(r"[^A-Za-z0-9]", "", self.training)
         while not self.stop.is_set() and time.monotonic() < self.deadline:
             step = self._step()
             if step >= 14:  # train_finish resumes the probe at step ~11 of 30
@@ -190,7 +193,7 @@ def test_round_on_slurm_with_preemption_equals_local(cluster, local_round, tmp_p
         ["scontrol", "show", "job", preempter.jobid], capture_output=True, text=True,
         timeout=30).stdout)
     assert restarts and int(restarts.group(1)) >= 1
-    run_dir = work / "results" / "round_t" / "runs" / PREEMPT_RUN / "final"
+    run_dir = work / "results" / "round_t" / "trainings" / preempter.training / "final"
     job_log = preempter.log.read_text()
     assert "resuming the preempted attempt" in job_log, job_log[-3000:]
     assert not list(run_dir.glob("*.partial"))

@@ -44,7 +44,7 @@ def slow_step(self):
     return row
 Trainer.train_step = slow_step
 smk = SimpleNamespace(
-    log=[args["log"]], threads=args.get("threads", 1),
+    log=[args["log"]], threads=args.get("threads", 1), wildcards=SimpleNamespace(training="t"),
     input=SimpleNamespace(train=args["train"], winners=[], probe=args.get("probe")),
     output=SimpleNamespace(checkpoint=args["checkpoint"], log=args["train_log"]),
     params=SimpleNamespace(template=args["template"], sources=[], resume=bool(args.get("probe")),

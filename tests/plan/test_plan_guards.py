@@ -232,11 +232,29 @@ def test_broken_round_file_does_not_stop_unrelated_rounds(tmp_path, capsys):
 def test_plan_prints_training_jobs_and_compute(capsys, wcfg):
     assert cli.main(["plan", "round_a"]) == 0
     out = capsys.readouterr().out
-    # 13 runs: 13 probe trainings + 3..13 continuations; 3 baselines x 1 + 10 x 0.35 = 6.5 units
-    assert "training jobs: 16-26" in out
-    assert "compute: 6.5-13 budget units" in out
+    # 13 runs on 12 trainings (cadence~8 and cadence~32 differ only in the evaluation-time
+    # cadence): 12 probe trainings + 3..12 continuations; 3 baselines x 1 + 9 x 0.35 = 6.15 units
+    assert "trainings: 12 distinct for 13 runs" in out and "cadence~8 = cadence~32" in out
+    assert "training jobs: 15-24" in out
+    assert "compute: 6.15-12 budget units" in out and "without sharing 6.5-13" in out
     summary = plan_records(wcfg, plan_round(wcfg, "round_a"))["compute"]
-    assert summary["budget_units_min"] == pytest.approx(6.5) and summary["budget_units_max"] == 13
+    assert summary["budget_units_min"] == pytest.approx(6.15) and summary["budget_units_max"] == 12
+    assert summary["budget_units_unshared_min"] == pytest.approx(6.5)
+    assert summary["shared"] == [["cadence~8", "cadence~32"]]
+
+
+def test_plan_shows_which_runs_share_a_training(capsys, wcfg):
+    """Round B's guidance x steps grid is 6 runs on 2 trainings (steps is read by the denoiser
+    loss, guidance only by rollouts); the baseline trains what guidance~0.5/1.5 at steps 2 do."""
+    assert cli.main(["plan", "round_b"]) == 0
+    out = capsys.readouterr().out
+    assert "trainings: 8 distinct for 12 runs" in out
+    records = plan_records(wcfg, plan_round(wcfg, "round_b"))
+    training = {r["run"]: r["training"] for r in records["runs"]}
+    grid = [r for r in training if r.startswith("guidance~")]
+    assert len(grid) == 5 and len({training[r] for r in grid}) == 2  # guidance~1.0_steps~2: baseline
+    assert training["baseline"] == training["guidance~0.5_steps~2"]
+    assert len({training[r] for r in ("baseline", "baseline_seed~1", "baseline_seed~2")}) == 3
 
 
 def test_max_runs_is_the_limit(tmp_path):
@@ -271,13 +289,22 @@ def test_unknown_run_names_the_nearest_planned(wcfg):
 
 
 def test_snakemake_target_with_unknown_run_is_one_line(tmp_path):
-    proc = snakemake("-n", "results/round_a/runs/lr~2e-4_warmup~0.04/final/checkpoint.pt",
+    proc = snakemake("-n", "results/round_a/runs/lr~2e-4_warmup~0.04/small_eval.nc",
                      cwd=tmp_path, check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "round round_a has no run 'lr~2e-4_warmup~0.04'" in text
     line = next(s for s in text.splitlines() if "has no run" in s)
     assert "nearest planned: lr~2e-4_warmup~0.0" in line
+    assert "Traceback" not in text and "Exception" not in text
+
+
+def test_snakemake_target_with_unknown_training_is_one_line(tmp_path):
+    proc = snakemake("-n", "results/round_a/trainings/0123456789ab/probe/checkpoint.pt",
+                     cwd=tmp_path, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "round round_a has no training 0123456789ab" in text
     assert "Traceback" not in text and "Exception" not in text
 
 

@@ -117,7 +117,9 @@ def _inputs(tmp_path, energy=False):
     plan.write_text(json.dumps({
         "round": "round_a", "preset": "demo",
         "runs": [{"run": r, "block": "optimizer", "seed": 0, "nominal": {"lr": 3e-4},
-                  "effective": {"lr": 1.5e-4}, "lr_scaled": True, "fixed_from": {}}
+                  "effective": {"lr": 1.5e-4}, "lr_scaled": True, "fixed_from": {},
+                  # warmup~0.06 (stopped at the probe) shares lr~4.5e-4's training (continued)
+                  "training": "t-lr~4.5e-4" if r == "warmup~0.06" else f"t-{r}"}
                  for r in RUNS],
         "warnings": ["batch_tokens differs from the playbook: lr scaled by 0.5"],
     }))
@@ -164,8 +166,12 @@ def test_round_report(tmp_path, energy):
     assert "mass_flux" in html.split("<h2>Ranking</h2>")[0]  # failing gate named
     assert "batch_tokens differs" in html  # guardrail warning
     assert ("time per step (s/step)" in html) is (not energy)
+    # runs on one training spent it once: 1 + 1 + 1 + 1 + 0.4 (diverged) units, not + 0.4 more
+    assert "Shared trainings:</b> 6 runs on 5 trainings" in html
+    assert "spent 4.4 budget units, 0.4 saved by sharing (4.8 with one training per run)" in html
+    # the default hint retrains the run's training (plan.json names it)
     assert "snakemake --cores 2 round_a --forcerun " \
-           "results/round_a/runs/lr~2e-4/probe/checkpoint.pt" in html
+           "results/round_a/trainings/t-lr~2e-4/probe/checkpoint.pt" in html
     assert "abc123" in html and "2.13.0" in html and "demo" in html
     assert "Input problems" not in html
 

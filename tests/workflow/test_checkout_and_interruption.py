@@ -78,16 +78,18 @@ def test_an_interrupted_rerun_of_one_run_is_finished_by_rerun_incomplete(tiny_ch
     rnd = work / "results" / "round_t"
     run = next(d.name for d in sorted((rnd / "runs").iterdir())
                if json.loads((d / "decision.json").read_text())["continue"])
-    final = rnd / "runs" / run / "final"
+    training = json.loads((rnd / "runs" / run / "training.json").read_text())["training"]
+    final = rnd / "trainings" / training / "final"
     watched = [final / "checkpoint.pt", final / "train_log.nc", rnd / "runs" / run /
                "small_eval.nc", rnd / "ranking.csv", rnd / "winners.yaml", rnd / "report.html"]
     before = {p: p.stat().st_mtime_ns for p in watched}
 
     # the README's "rerun one run", killed (SIGKILL to its process group) while it trains
-    job_log = work / "results" / "logs" / "round_t" / run / "train_finish.log"
+    job_log = work / "results" / "logs" / "round_t" / "trainings" / training / "train_finish.log"
     job_log.unlink()
     cmd = [SNAKEMAKE, "-s", str(work / "Snakefile"), "round_t", "--cores", "2",
-           "--configfile", CONFIG, "--forcerun", f"results/round_t/runs/{run}/final/checkpoint.pt"]
+           "--configfile", CONFIG, "--forcerun",
+           f"results/round_t/trainings/{training}/final/checkpoint.pt"]
     with open(tmp_path / "killed.log", "w") as out:
         proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -26,12 +26,40 @@ def workflow():
 @pytest.mark.parametrize("round_name", ["round_a", "round_b", "round_c", "round_d"])
 def test_dry_run_lists_the_planned_runs(tmp_path, workflow, round_name):
     out = snakemake("-n", "--cores", "2", round_name, cwd=tmp_path).stdout
-    jobs = jobs_of(out, "train_probe")
+    jobs = jobs_of(out, "eval_probe")  # one per run (training jobs: one per distinct training)
     runs = {j["run"] for j in jobs if j["round"] == round_name}
     assert runs == set(workflow.run_names(round_name))
     # rounds that inherit winners pull in the earlier rounds
     for earlier in workflow.plans[round_name].inherits:
         assert any(j["round"] == earlier for j in jobs)
+
+
+@pytest.mark.parametrize("round_name,trainings,runs", [("round_a", 12, 13), ("round_b", 8, 12)])
+def test_runs_differing_only_in_evaluation_knobs_train_once(tmp_path, workflow, round_name,
+                                                             trainings, runs):
+    """Round A's cadence block (cadence~8, cadence~32: the optimizer winner's values at two
+    cadences) and round B's guidance x steps grid (6 runs, one training per steps value; the
+    baseline's at steps 2) train each distinct training spec once; every run keeps its own
+    evaluation, decision and training.json."""
+    assert len(workflow.trainings(round_name)) == trainings
+    out = snakemake("-n", "--cores", "2", round_name, cwd=tmp_path).stdout
+    jobs = [j for j in dry_run_jobs(out) if j["wildcards"].get("round") == round_name]
+    probes = [j["wildcards"]["training"] for j in jobs if j["rule"] == "train_probe"]
+    assert len(probes) == len(set(probes)) == trainings
+    assert set(probes) == set(workflow.trainings(round_name))
+    for rule in ("eval_probe", "decide", "training_link"):
+        assert len({j["wildcards"]["run"] for j in jobs if j["rule"] == rule}) == runs, rule
+    # with every run continued, each training is continued once, each run evaluated once
+    work = tmp_path / "decided"
+    work.mkdir()
+    _fake_decisions(work, workflow, round_name)
+    jobs = [j for j in dry_run_jobs(snakemake("-n", "--cores", "2",
+                                              f"results/{round_name}/report.html",
+                                              cwd=work).stdout)
+            if j["wildcards"].get("round") == round_name]
+    finish = [j["wildcards"]["training"] for j in jobs if j["rule"] == "train_finish"]
+    assert len(finish) == len(set(finish)) == trainings
+    assert len([j for j in jobs if j["rule"] == "small_eval"]) == runs
 
 
 def test_slurm_profile_requests_one_gpu_per_training_and_eval_job(tmp_path):

@@ -1,4 +1,6 @@
-"""Train one run to the probe point, or resume it from the probe checkpoint to the end.
+"""Train one training (shared by the runs that differ only in evaluation-only knobs) to the
+probe point, or resume it from the probe checkpoint to the end. The template is the training's
+(``physweep.plan.spec.training_template``); what is trained is its training spec.
 
 Preemption (SIGTERM / SIGUSR1, e.g. a SLURM requeue or ``scancel --signal=USR1``): the trainer
 finishes its step and saves everything to ``<checkpoint>.partial`` next to the output, and the
@@ -17,14 +19,25 @@ from pathlib import Path
 
 from physweep.jobs import start_job
 from physweep.model.surrogate import load_checkpoint
-from physweep.plan.spec import build_spec, winner_knobs
+from physweep.plan.spec import build_spec, training_identity, training_spec, winner_knobs
 from physweep.train.loop import PREEMPTED_EXIT_CODE, run_identity, train_run
+from physweep.train.shared import find_trained, record_identity, reuse
 
 log = start_job(snakemake.log[0], snakemake.threads, gpu=True)
 winners = {src: winner_knobs(path) for src, path in
            zip(snakemake.params.sources, snakemake.input.winners, strict=True)}
-spec = build_spec(snakemake.params.template, winners)
+spec = dict(training_spec(build_spec(snakemake.params.template, winners)),
+            run=f"training {snakemake.wildcards.training}")
 checkpoint = Path(snakemake.output.checkpoint)
+identity = training_identity(spec)
+# the same training spec already trained by another training of the round (e.g. a block that
+# takes an earlier block's winner values, which that winner trained): take it, do not retrain
+same = find_trained(checkpoint.parent, identity)
+if same is not None:
+    reuse(same, {"checkpoint.pt": checkpoint, "train_log.nc": Path(snakemake.output.log)})
+    record_identity(checkpoint.parent, identity, reused_from=str(same))
+    log.info("training identity %s already trained in %s: reused, not retrained", identity, same)
+    sys.exit(0)
 partial = checkpoint.with_name(checkpoint.name + ".partial")
 resume_from = Path(snakemake.input.probe) if snakemake.params.resume else None
 if partial.exists():
@@ -51,3 +64,4 @@ if result["status"] == "preempted":
                 result["step"], partial)
     sys.exit(PREEMPTED_EXIT_CODE)
 os.replace(partial, checkpoint)
+record_identity(checkpoint.parent, identity)

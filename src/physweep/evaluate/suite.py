@@ -33,6 +33,7 @@ every gate failed, NaN model metrics; the baselines are still computed), never r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -83,8 +84,14 @@ def _gates(pred, mask, inflow, grid, truth, thresholds) -> tuple[dict, dict]:
 
 def evaluate_checkpoint(checkpoint: Path, data_dir: Path, suite: EvalSuite, out_path: Path,
                         device: str = "auto", threads: int = 1,
-                        reference: Path | None = None) -> dict[str, float]:
+                        reference: Path | None = None,
+                        run_spec: dict[str, Any] | None = None) -> dict[str, float]:
     """Evaluate one checkpoint on ``suite``; writes ``out_path`` and returns the summary.
+
+    ``run_spec``: the evaluated run's spec when the checkpoint is a training shared by several
+    runs (``physweep.plan.spec.training_spec``): its evaluation-only fields (corrector cadence,
+    guidance, ensemble size: ``spec.EVALUATION_FIELDS``) replace the checkpoint's, and the file
+    is labelled with that run. Without it the checkpoint's own spec and corrector are used.
 
     ``reference``: the eval file of the reference model on the same suite and data (its
     per-sample nRMSE becomes ``nrmse_reference``); ValueError when its samples differ."""
@@ -98,6 +105,11 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, suite: EvalSuite, out_
     ckpt_diverged = ckpt.get("status") == "diverged"
     model, spec = load_model(checkpoint, ckpt)
     denoiser, ccfg = load_denoiser(ckpt, model)
+    if run_spec is not None:
+        from physweep.plan.spec import evaluation_settings
+
+        ccfg = dataclasses.replace(ccfg, **evaluation_settings(run_spec)["corrector"])
+        spec = dict(run_spec, training=spec.get("run", ""))
     weight = float(ckpt["train_config"]["projection_weight"])
     members = suite.ensemble_members or ccfg.ensemble_members
     splits = {}

@@ -8,6 +8,8 @@ and field a knob sets is its declaration (``x-physweep.sets`` in knobs.schema.ya
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +206,80 @@ def build_spec(tpl: dict[str, Any], winners: dict[str, dict[str, Any]] | None = 
         | {"batch_tokens": batch, "steps_total": budget_steps * ref_batch // batch},
         "memory": memory,
     }
+
+
+# ---- training identity: runs that differ only in what training does not read share one ------
+
+#: run-spec fields the trainer never reads (only a rollout of a trained run does): the
+#: corrector's cadence and guidance step and the ensemble size. Proven, field by field, by
+#: tests/train/test_training_identity.py (training twice with another value is bit for bit the
+#: same); the knobs' declared stage is cross-checked against this list there too.
+EVALUATION_FIELDS: dict[str, tuple[str, ...]] = {
+    "corrector": ("cadence", "guidance", "ensemble_members"),
+}
+#: TrainConfig fields that say where a run executes (physweep.train.loop.MACHINE_FIELDS)
+_MACHINE_FIELDS = ("device", "threads")
+
+
+def training_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """What training reads of a run spec: model kind, model, corrector without its
+    evaluation-only fields, train without the machine, seed. Two runs whose training specs are
+    equal train bit for bit the same weights (same data, same code)."""
+    out: dict[str, Any] = {"model_kind": spec.get("model_kind", "upt")}
+    for name in ("model", "corrector", "train"):
+        drop = EVALUATION_FIELDS.get(name, ()) + (_MACHINE_FIELDS if name == "train" else ())
+        out[name] = {k: v for k, v in spec[name].items() if k not in drop}
+    out["seed"] = spec["seed"]
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
+
+
+def evaluation_settings(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The run-spec fields ``training_spec`` drops (read only when a trained run is rolled out):
+    what an evaluation of a shared training takes from the evaluated run."""
+    return {sec: {f: spec[sec][f] for f in fields if f in spec[sec]}
+            for sec, fields in EVALUATION_FIELDS.items()}
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def training_identity(spec: dict[str, Any]) -> str:
+    """12 hex digits naming a resolved training: the hash of its canonical training spec."""
+    return _digest(training_spec(spec))
+
+
+def training_knobs() -> list[str]:
+    """The knobs whose field training reads (derived from ``EVALUATION_FIELDS``, not from the
+    declared stage)."""
+    return [k for k in K.KNOBS
+            if K.REGISTRY[k].field not in EVALUATION_FIELDS.get(K.REGISTRY[k].section, ())]
+
+
+def training_template(tpl: dict[str, Any]) -> dict[str, Any]:
+    """A run template reduced to what its training depends on: no run / block names, and the
+    knobs training does not read at their defaults (so a pending evaluation-only value needs no
+    winner). ``build_spec`` of it gives the run's training spec."""
+    keep = set(training_knobs())
+    out = {k: v for k, v in tpl.items() if k not in ("run", "block", "blocks", "is_baseline")}
+    out["nominal"] = {k: (v if k in keep else K.REGISTRY[k].default)
+                      for k, v in tpl["nominal"].items()}
+    out.update(run="training", block="training")
+    return out
+
+
+def is_pending(tpl: dict[str, Any]) -> bool:
+    return any(isinstance(v, dict) and "pending" in v for v in tpl["nominal"].values())
+
+
+def training_key(tpl: dict[str, Any]) -> str:
+    """The name of a run's training directory, known at plan time: the training identity of
+    its resolved spec when every value it trains with is known; when some wait for an earlier
+    winner, the hash of its training template (runs that take the same values from the same
+    winners and differ only in evaluation-only knobs still share one training)."""
+    ttpl = training_template(tpl)
+    if is_pending(ttpl):
+        # preset_file is for messages only: not part of what is trained
+        return _digest({"pending": {k: v for k, v in ttpl.items() if k != "preset_file"}})
+    return training_identity(build_spec(ttpl))

@@ -105,19 +105,33 @@ def memory_lines(plan: RoundPlan, memory: dict[str, dict[str, Any] | None]) -> l
 
 def compute_summary(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
     """Training jobs and compute of a round before anything runs, in budget units: 1 unit = one
-    run's full training budget (budget_steps x ref_batch_tokens tokens, the same for every run
-    of a round). Every run trains to the probe point (probe_fraction of the budget); baseline
-    replicates and the runs that pass the early-stop rule train on to the end."""
+    training's full budget (budget_steps x ref_batch_tokens tokens, the same for every run of a
+    round). Runs that differ only in what training does not read share one training
+    (``physweep.plan.workflow.round_trainings``). Every training trains to the probe point
+    (probe_fraction of the budget); it trains on to the end when a run on it continues: always
+    for a training of a baseline replicate, at most for every training. ``*_unshared``: the same
+    with one training per run (what sharing saves)."""
+    from physweep.plan.workflow import round_trainings
+
     fraction = float(wcfg.config["early_stop"]["probe_fraction"])
     n, n_base = len(plan.runs), len(plan.baseline)
+    trainings = round_trainings(wcfg, plan)
+    t = len(trainings)
+    t_base = sum(1 for runs in trainings.values() if set(runs) & set(plan.baseline))
     comp = wcfg.config["compute"]
     steps = effective_size(wcfg.preset, "budget_steps", int(comp["budget_steps"]),
                            str(wcfg.preset_file))
     return {
-        "runs": n, "probe_jobs": n, "continuations_min": n_base, "continuations_max": n,
-        "training_jobs_min": n + n_base, "training_jobs_max": 2 * n,
-        "budget_units_min": round(n_base + (n - n_base) * fraction, 3),
-        "budget_units_max": float(n), "probe_fraction": fraction,
+        "runs": n, "trainings": t,
+        "shared": [runs for runs in trainings.values() if len(runs) > 1],
+        "probe_jobs": t, "continuations_min": t_base, "continuations_max": t,
+        "training_jobs_min": t + t_base, "training_jobs_max": 2 * t,
+        "budget_units_min": round(t_base + (t - t_base) * fraction, 3),
+        "budget_units_max": float(t),
+        "training_jobs_unshared_min": n + n_base, "training_jobs_unshared_max": 2 * n,
+        "budget_units_unshared_min": round(n_base + (n - n_base) * fraction, 3),
+        "budget_units_unshared_max": float(n),
+        "probe_fraction": fraction,
         "unit": f"{comp['budget_steps']} steps x {comp['ref_batch_tokens']} tokens nominal "
                 f"({steps} steps at preset {wcfg.preset_name})",
     }
@@ -125,12 +139,20 @@ def compute_summary(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
 
 def compute_text(summary: dict[str, Any]) -> str:
     s = summary
-    return (f"training jobs: {s['training_jobs_min']}-{s['training_jobs_max']} ({s['runs']} runs "
-            f"to the probe point, then {s['continuations_min']}-{s['continuations_max']} "
-            f"continuations: the baseline replicates and the runs the early-stop rule keeps)\n"
+    text = (f"trainings: {s['trainings']} distinct for {s['runs']} runs"
+            + (" (runs differing only in evaluation-time knobs share one: "
+               + "; ".join(" = ".join(runs) for runs in s["shared"]) + ")" if s["shared"] else "")
+            + f"\ntraining jobs: {s['training_jobs_min']}-{s['training_jobs_max']} "
+            f"({s['trainings']} trainings to the probe point, then "
+            f"{s['continuations_min']}-{s['continuations_max']} continuations: the baseline "
+            f"replicates' and those of runs the early-stop rule keeps)\n"
             f"compute: {_units(s['budget_units_min'])}-{_units(s['budget_units_max'])} budget "
-            f"units (1 unit = one run's full training budget, {s['unit']}; a run stopped at the "
-            f"probe costs {s['probe_fraction']:g})")
+            f"units (1 unit = one run's full training budget, {s['unit']}; a training stopped at "
+            f"the probe costs {s['probe_fraction']:g})")
+    if s["shared"]:
+        text += (f"; without sharing {_units(s['budget_units_unshared_min'])}-"
+                 f"{_units(s['budget_units_unshared_max'])}")
+    return text
 
 
 def _units(x: float) -> str:
@@ -172,10 +194,14 @@ def design_lines(plan: RoundPlan, limit: int = 8) -> list[str]:
 
 def plan_records(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
     """JSON-able plan: runs with nominal/effective values, origins, warnings."""
+    from physweep.plan.workflow import round_trainings
+
+    training_of = {run: key for key, names in round_trainings(wcfg, plan).items() for run in names}
     runs = []
     for r in plan.runs:
         runs.append({
             "run": r.name, "block": r.block, "blocks": r.blocks, "seed": r.seed,
+            "training": training_of[r.name],
             "baseline": r.is_baseline,
             "nominal": {k: str(v) if isinstance(v, Pending) else v for k, v in r.values.items()},
             "effective": {k: _cell(wcfg, k, v) for k, v in r.values.items()

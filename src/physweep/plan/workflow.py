@@ -12,7 +12,7 @@ from typing import Any
 from physweep.plan.config import WorkflowConfig
 from physweep.plan.errors import ConfigErrors
 from physweep.plan.round import RUN_NAME_REGEX, RoundPlan, plan_round
-from physweep.plan.spec import template, winner_knobs
+from physweep.plan.spec import template, training_key, training_template, winner_knobs
 
 
 def round_winners_path(results: str, round_name: str) -> str:
@@ -31,10 +31,26 @@ def source_path(results: str, round_name: str, source: str) -> str:
     return block_winner_path(results, round_name, name)
 
 
+def training_dir(results: str, round_name: str, training: str) -> str:
+    """A shared training: probe/ and final/ checkpoints and training logs."""
+    return f"{results}/{round_name}/trainings/{training}"
+
+
+def round_trainings(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, list[str]]:
+    """The round's distinct trainings (``spec.training_key``) -> the runs that share each, in
+    plan order."""
+    out: dict[str, list[str]] = {}
+    for r in plan.runs:
+        out.setdefault(training_key(template(wcfg, plan, r)), []).append(r.name)
+    return out
+
+
 def rerun_hint(results: str = "results") -> str:
-    """Template ({round}, {run}) of the command that reruns one run and what depends on it."""
+    """Template ({round}, {run}, {training}) of the command that retrains one run and what
+    depends on it: its training (shared by the runs that differ from it only in evaluation-time
+    knobs, which are redone too; runs/<run>/training.json names it)."""
     return (f"snakemake --cores 2 {{round}} --forcerun "
-            f"{results}/{{round}}/runs/{{run}}/probe/checkpoint.pt")
+            f"{results}/{{round}}/trainings/{{training}}/probe/checkpoint.pt")
 
 
 def known_winners(wcfg: WorkflowConfig, round_name: str, workdir: Path) -> dict[str, dict]:
@@ -68,6 +84,9 @@ class Workflow:
             raise ConfigErrors(list(dict.fromkeys(
                 e for errs in wcfg.broken.values() for e in errs.errors)))
         self.plans: dict[str, RoundPlan] = {name: plan_round(wcfg, name) for name in wcfg.rounds}
+        self._trainings = {name: round_trainings(wcfg, plan) for name, plan in self.plans.items()}
+        self._training_of = {name: {run: key for key, runs in t.items() for run in runs}
+                             for name, t in self._trainings.items()}
 
     @property
     def rounds(self) -> list[str]:
@@ -89,6 +108,29 @@ class Workflow:
     def run_template(self, round_name: str, run: str) -> dict[str, Any]:
         plan = self.plans[round_name]
         return template(self.wcfg, plan, plan.run(run))
+
+    def trainings(self, round_name: str) -> dict[str, list[str]]:
+        """Distinct trainings of the round -> the runs that share each."""
+        return self._trainings[round_name]
+
+    def training_of(self, round_name: str, run: str) -> str:
+        """The training a run's checkpoints come from (its key)."""
+        return self._training_of[round_name][run]
+
+    def training_runs(self, round_name: str, training: str) -> list[str]:
+        return self._trainings[round_name][training]
+
+    def training_template(self, round_name: str, training: str) -> dict[str, Any]:
+        """What a training job trains: the first run's template reduced to what training reads
+        (the same for every run on it; a run joining or leaving changes no param)."""
+        return training_template(self.run_template(round_name, self.training_runs(
+            round_name, training)[0]))
+
+    def training_winner_inputs(self, round_name: str, training: str) -> dict[str, str]:
+        """Winner files the training's values depend on (evaluation-only values need none)."""
+        nominal = self.training_template(round_name, training)["nominal"]
+        sources = [v["pending"] for v in nominal.values() if isinstance(v, dict) and "pending" in v]
+        return {s: source_path(self.results, round_name, s) for s in dict.fromkeys(sources)}
 
     def winner_inputs(self, round_name: str, run: str) -> dict[str, str]:
         """Winner files this run's values depend on, keyed by source."""

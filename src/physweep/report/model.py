@@ -259,9 +259,12 @@ class RunResult:
 
     @property
     def run_spec(self) -> dict[str, Any] | None:
-        if self.log is not None and self.log.run_spec is not None:
-            return self.log.run_spec
-        return _json_attr(self.eval, "run_spec") if self.eval is not None else None
+        """The run's resolved spec: its eval's first (a training shared by several runs logs
+        the training spec, without the run's evaluation-time knobs), else its training log's."""
+        spec = _json_attr(self.eval, "run_spec") if self.eval is not None else None
+        if isinstance(spec, dict):
+            return spec
+        return self.log.run_spec if self.log is not None else None
 
 
 @dataclass

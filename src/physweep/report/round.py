@@ -123,7 +123,14 @@ def _summary(res: RoundResults) -> SimpleNamespace:
     fracs = [r.compute_fraction for r in runs]
     used = 100.0 * np.nanmean(fracs) if any(math.isfinite(f) for f in fracs) else math.nan
     hours = _round_hours(res)
+    training_of = {str(r.get("run")): str(r["training"]) for r in (res.plan.get("runs") or [])
+                   if isinstance(r, Mapping) and r.get("training")}
+    sharing = (sharing_compute({r.name: r.compute_fraction for r in runs}, training_of)
+               if training_of else None)
     return SimpleNamespace(
+        sharing=None if sharing is None else SimpleNamespace(
+            trainings=sharing[0], spent=f"{sharing[1]:.3g}",
+            saved=f"{sharing[2] - sharing[1]:.3g}", alone=f"{sharing[2]:.3g}"),
         objective=res.objective, objective_description=res.plan.get("objective_description"),
         winners=res.winners, reason=res.winners_file.get("reason"), fixed=fixed,
         fixed_head=[k for k in fixed if k in swept], fixed_rest=[k for k in fixed if k not in swept],
@@ -134,6 +141,25 @@ def _summary(res: RoundResults) -> SimpleNamespace:
         failed=sorted(r.name for r in runs if r.status == "failed"),
         gate_failures=_gate_failures(res), n_warnings=len(_warnings(res)),
         **_saved_by_stopping(res, stopped, unit))
+
+
+def sharing_compute(fractions: Mapping[str, float], training_of: Mapping[str, str]
+                    ) -> tuple[int, float, float]:
+    """(distinct trainings, budget units spent, budget units the runs would have cost alone).
+
+    ``fractions``: each run's compute fraction (steps its record's training ran / the budget);
+    runs on one training (``training_of``, plan.json's ``training``) spent it once: the
+    training's cost is its longest run's fraction (a stopped run on a training that continued
+    for another run read the probe, the training went on)."""
+    spent: dict[str, float] = {}
+    alone = 0.0
+    for run, frac in fractions.items():
+        if not math.isfinite(frac):
+            continue
+        key = training_of.get(run, run)
+        spent[key] = max(spent.get(key, 0.0), frac)
+        alone += frac
+    return len(spent), sum(spent.values()), alone
 
 
 def _warnings(res: RoundResults) -> list[str]:
@@ -411,9 +437,16 @@ def rerun_section(res: RoundResults, hint: str) -> SimpleNamespace:
     """The rerun command of every run and its resolved configuration (run_spec)."""
     winners, names = res.winners, res.names
     example_run = winners[0] if winners else (names[0] if names else "RUN")
+    trained = {str(sp.get("run")): str(sp["training"]) for sp in (res.plan.get("runs") or [])
+               if isinstance(sp, Mapping) and sp.get("training")}
+
+    def _hint(run: str) -> str:  # retraining a run retrains every run on its training
+        return hint.format(round=res.name, run=run, training=trained.get(
+            run, f"<its training: runs/{run}/training.json>"))
+
     try:
-        example = hint.format(round=res.name, run=example_run)
-        cmds = {r: hint.format(round=res.name, run=r) for r in names}
+        example = _hint(example_run)
+        cmds = {r: _hint(r) for r in names}
     except (KeyError, IndexError, ValueError) as exc:
         res.problems.append(f"rerun_hint template: {exc}")
         example, cmds = hint, {}
@@ -496,7 +529,8 @@ def build_round_report(
 ) -> Path:
     """Write the round's HTML report (atomically) and return its path.
 
-    ``rerun_hint`` is a ``str.format`` template with ``{round}`` and ``{run}``. With
+    ``rerun_hint`` is a ``str.format`` template with ``{round}``, ``{run}`` and ``{training}``
+    (the run's training in plan.json: retraining a run retrains every run on it). With
     ``figures_dir`` every figure is also written there as PNG (names in
     :data:`physweep.report.figures.FIGURE_NAMES`; the set is fixed, missing data gives a figure
     with a note); with ``tables_dir`` (and ``figures_dir``) the ranking and the effects tables

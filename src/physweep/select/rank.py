@@ -140,7 +140,9 @@ def rank(runs: dict[str, dict[str, Any]], full_evals: dict[str, Path], objective
 def run_records(names: list[str], evals: list[str], decisions: list[str], logs: list[str],
                 meta: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Assemble rank()'s per-run records from the round's files. Knob values are the resolved
-    nominal values stored in each run's training log (winners of earlier rounds included)."""
+    nominal values stored in each run's eval file (winners of earlier rounds included; the
+    training log of a training shared by several runs holds the training spec, without the
+    evaluation-time knobs); the training log gives the steps trained."""
     import json
 
     import xarray as xr
@@ -151,6 +153,10 @@ def run_records(names: list[str], evals: list[str], decisions: list[str], logs: 
             spec = json.loads(ds.attrs["run_spec"])
             steps = int(ds["step"].values[-1]) if ds.sizes.get("step", 0) else 0
             total = int(ds.attrs.get("steps_total", 0)) or 1
+        with xr.open_dataset(ev) as ds:
+            run_spec = json.loads(ds.attrs.get("run_spec") or "{}")
+        if "nominal" in run_spec:
+            spec = run_spec
         out[name] = {
             "eval": Path(ev), "decision": json.loads(Path(dec).read_text()),
             "knobs": spec["nominal"], "train_steps": steps, "compute_fraction": steps / total,
