@@ -229,8 +229,10 @@ def test_broken_round_file_does_not_stop_unrelated_rounds(tmp_path, capsys):
 # ---- 4. the size guard and what a round costs
 
 
-def test_plan_prints_training_jobs_and_compute(capsys, wcfg):
-    assert cli.main(["plan", "round_a"]) == 0
+def test_plan_prints_training_jobs_and_compute(capsys, wcfg, tmp_path):
+    # an empty results tree: no winner known yet (a finished round A in the checkout would let
+    # the plan resolve the cadence block's values and share one more training)
+    assert cli.main(["plan", "round_a", "--config", f"results_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
     # 13 runs on 12 trainings (cadence~8 and cadence~32 differ only in the evaluation-time
     # cadence): 12 probe trainings + 3..12 continuations; 3 baselines x 1 + 9 x 0.35 = 6.15 units
