@@ -204,6 +204,36 @@ def propose_next(wcfg: WorkflowConfig, results: Path, round_name: str, name: str
                  f"{eff.n_runs} runs, OLS with nested-model F tests, residual df "
                  f"{eff.residual_df}); significant at alpha = {alpha:g}; winner {winner_run} "
                  f"({winners.get('reason', '')})"]
+    sig, levels, best_level = _significant_knobs(eff, best_knobs, alpha, reasoning)
+    swept = _narrowed_levels(wcfg, sig, levels, best_level, best_knobs, reasoning)
+    if not swept:
+        raise NothingToNarrow(f"nothing to narrow in {round_name}: no knob with a significant "
+                              f"effect (alpha {alpha:g}) can be swept more narrowly; the "
+                              "winner's values stand", reasoning)
+    src = wcfg.rounds.get(round_name) or {}
+    inherited = _inherited_knobs(wcfg, src, eff, best_knobs, swept)
+    compute = _kept_compute_rule(src, swept)
+    declares = []
+    if compute:
+        declares.append("batch_tokens")
+    if "max_horizon" in swept:
+        declares.append("horizon")
+    design = _design(swept, reasoning)
+    for (a, b), note in K.INTERACTIONS.items():
+        if a in swept and b in swept:
+            reasoning.append(f"playbook interaction note applies: {note}")
+    text = _round_text(name, round_name, objective, inherited, declares, swept, design, compute,
+                       reasoning, alpha)
+    data = load_yaml(text)
+    plan = validate_round(wcfg, name, text, Path(results), round_name)
+    return Proposal(name, round_name, text, data, reasoning, plan, swept, inherited,
+                    list(plan.warnings))
+
+
+def _significant_knobs(eff, best_knobs: dict[str, Any], alpha: float, reasoning: list[str]
+                       ) -> tuple[dict[str, float], dict[str, list[Any]], dict[str, Any]]:
+    """The knobs with a significant main effect or interaction (knob -> p), every knob's swept
+    levels and best level; the reasons appended to ``reasoning``."""
     sig: dict[str, float] = {}
     levels: dict[str, list[Any]] = {}
     best_level: dict[str, Any] = {}
@@ -241,6 +271,14 @@ def propose_next(wcfg: WorkflowConfig, results: Path, round_name: str, name: str
                 sig.setdefault(k, p)
         else:
             reasoning.append(f"{ka} x {kb}: {_p_text(p)} -> no significant interaction")
+    return sig, levels, best_level
+
+
+def _narrowed_levels(wcfg: WorkflowConfig, sig: dict[str, float], levels: dict[str, list[Any]],
+                     best_level: dict[str, Any], best_knobs: dict[str, Any],
+                     reasoning: list[str]) -> dict[str, list[Any]]:
+    """The significant knobs' narrower levels (most significant first); the ones that cannot
+    be narrowed stay out, the reasons appended to ``reasoning``."""
     swept: dict[str, list[Any]] = {}
     for knob in sorted(sig, key=lambda k: sig[k]):
         new, how = narrow_levels(knob, levels[knob], best_level[knob], wcfg.preset,
@@ -258,13 +296,13 @@ def propose_next(wcfg: WorkflowConfig, results: Path, round_name: str, name: str
                   f"{_fmt(wv)}")
         reasoning.append(f"{knob}: swept at {', '.join(_fmt(v) for v in new)} (was "
                          f"{', '.join(_fmt(v) for v in levels[knob])}; {how}{centre})")
-    if not swept:
-        raise NothingToNarrow(f"nothing to narrow in {round_name}: no knob with a significant "
-                              f"effect (alpha {alpha:g}) can be swept more narrowly; the "
-                              "winner's values stand", reasoning)
-    # knobs the next round fixes from round's winner: whatever the round touched, whatever
-    # differs from the defaults; the swept ones excepted (a block's levels override them)
-    src = wcfg.rounds.get(round_name) or {}
+    return swept
+
+
+def _inherited_knobs(wcfg: WorkflowConfig, src: dict[str, Any], eff, best_knobs: dict[str, Any],
+                     swept: dict[str, list[Any]]) -> list[str]:
+    """Knobs the next round fixes from the round's winner: whatever the round touched, whatever
+    differs from the defaults; the swept ones excepted (a block's levels override them)."""
     touched = set(eff.factors) | set(eff.fixed) | set(src.get("fixed") or {})
     for inh in src.get("inherit", []):
         touched |= set(inh["knobs"])
@@ -275,18 +313,23 @@ def propose_next(wcfg: WorkflowConfig, results: Path, round_name: str, name: str
     defaults = wcfg.config["knobs"]
     touched |= {k for k, v in best_knobs.items() if k in defaults
                 and not K.same_value(normalise_knob(k, v), defaults[k])}
-    inherited = sorted(k for k in touched if k in K.KNOBS and k in best_knobs and k not in swept)
-    # a block that scaled batch_tokens with a knob swept again keeps its compute rule
+    return sorted(k for k in touched if k in K.KNOBS and k in best_knobs and k not in swept)
+
+
+def _kept_compute_rule(src: dict[str, Any], swept: dict[str, list[Any]]
+                       ) -> dict[str, Any] | None:
+    """A block that scaled batch_tokens with a knob swept again keeps its compute rule."""
     compute = None
     for blk in src.get("blocks", []):
         rule = (blk.get("compute") or {}).get("batch_tokens")
         if rule and rule.get("scale_with") in swept:
             compute = copy.deepcopy(blk["compute"])
-    declares = []
-    if compute:
-        declares.append("batch_tokens")
-    if "max_horizon" in swept:
-        declares.append("horizon")
+    return compute
+
+
+def _design(swept: dict[str, list[Any]], reasoning: list[str]) -> dict[str, Any]:
+    """The grid; more than three knobs: the smallest balanced fraction that still estimates
+    the main effects (with one residual df), when it is smaller than the grid."""
     n_levels = [len(v) for v in swept.values()]
     design: dict[str, Any] = {"type": "grid"}
     if len(swept) > 3:
@@ -296,15 +339,7 @@ def propose_next(wcfg: WorkflowConfig, results: Path, round_name: str, name: str
             design = {"type": "fractional", "runs": sizes[0]}
             reasoning.append(f"{len(swept)} knobs: balanced fraction of {sizes[0]} of the "
                              f"{designs.size(n_levels)} grid runs")
-    for (a, b), note in K.INTERACTIONS.items():
-        if a in swept and b in swept:
-            reasoning.append(f"playbook interaction note applies: {note}")
-    text = _round_text(name, round_name, objective, inherited, declares, swept, design, compute,
-                       reasoning, alpha)
-    data = load_yaml(text)
-    plan = validate_round(wcfg, name, text, Path(results), round_name)
-    return Proposal(name, round_name, text, data, reasoning, plan, swept, inherited,
-                    list(plan.warnings))
+    return design
 
 
 def _flow(values: list[Any]) -> str:

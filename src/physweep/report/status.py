@@ -342,24 +342,65 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
                ) -> RunStatus:
     rs = RunStatus(run, block, baseline)
     rd = ctx.results / ctx.round / "runs" / run
+    jobs = _run_jobs(ctx, run)
+    rs.jobs = {rule: j["state"] for rule, j in jobs.items()}
+    # left-overs next to current inputs (behind a job in flight, they are redone anyway)
+    rs.stale = [rule for rule, j in jobs.items() if j["state"] == "waiting" and j.get("exists")
+                and j["after"] != math.inf]
+    done = {rule for rule, j in jobs.items() if j["state"] == "done"}
+    _read_decision(rs, rd, done)
+    _read_training(rs, ctx, rd, jobs, done)
+    rs.spent_steps = rs.step or 0
+    if rs.total_steps:
+        rs.probe_step = round(ctx.probe_fraction * rs.total_steps)
+    small, full, eval_diverged = _read_evals(rs, ctx, rd, done)
+    active, broken = _job_in_flight(rs, ctx, run, jobs, preset, lines)
+    # --- state: the last milestone, unless failed or diverged
+    newest = max((jobs[r]["mtime"] for r in done), default=None)
+    ranked = (ranking is not None and run in ranking and not active and not broken
+              and not rs.stale and "eval_probe" in done and ranking_mtime is not None
+              and (newest is None or newest <= ranking_mtime + 1))
+    is_promoted = (run in promoted and "small_eval" in done and promoted_mtime is not None
+                   and jobs["small_eval"]["mtime"] <= promoted_mtime + 1)
+    if ranked:
+        row = ranking[run]
+        rs.rank = int(row["rank"]) if _is_num(row.get("rank")) else None
+        if str(row.get("status")) == "diverged":
+            rs.decision = "diverged"
+    rs.state = _milestone(rs, jobs, done, ranked=ranked, promoted=is_promoted, small=small,
+                          full=full, eval_diverged=eval_diverged)
+    # --- the run's next training milestone (collect_status computes the ETA to it)
+    if rs.state in ("planned", "queued", "training probe"):
+        rs.eta_to = "probe"
+    elif rs.state in ("decided continue", "training to end"):
+        rs.eta_to = "end"
+    return rs
+
+
+def _run_jobs(ctx: Context, run: str) -> dict[str, dict[str, Any]]:
+    """The state of each of the run's jobs, in pipeline order, each against its inputs."""
     jobs: dict[str, dict[str, Any]] = {}
     for rule, outs in RUN_JOBS:
         deps = RUN_DEPS[rule]
         ready = all(jobs[d]["state"] == "done" for d in deps)
         after = (max((jobs[d]["mtime"] for d in deps), default=None) if ready else math.inf)
         jobs[rule] = _job_state(ctx, run, rule, outs, after)
-    rs.jobs = {rule: j["state"] for rule, j in jobs.items()}
-    # left-overs next to current inputs (behind a job in flight, they are redone anyway)
-    rs.stale = [rule for rule, j in jobs.items() if j["state"] == "waiting" and j.get("exists")
-                and j["after"] != math.inf]
-    done = {rule for rule, j in jobs.items() if j["state"] == "done"}
+    return jobs
+
+
+def _read_decision(rs: RunStatus, rd: Path, done: set[str]) -> None:
+    """The run's decision and probe score from a current ``decision.json``."""
     decision = _read_json(rd / "decision.json") if "decide" in done else None
     if isinstance(decision, dict):
         rs.decision = decision.get("decision")
         score = decision.get("run_score")
         rs.probe_score = float(score) if isinstance(score, (int, float)) and math.isfinite(
             score) else None
-    # --- training: the log of a finished job, the progress of the one in flight (or failed)
+
+
+def _read_training(rs: RunStatus, ctx: Context, rd: Path, jobs: dict[str, dict[str, Any]],
+                   done: set[str]) -> None:
+    """Training: the log of a finished job, the progress of the one in flight (or failed)."""
     for rule, stage in TRAIN_RULES.items():
         job = jobs[rule]
         if rule in done:
@@ -387,10 +428,10 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
         rs.progress_age_s = max(0.0, ctx.now - float(p.get("time", ctx.now)))
         if p.get("status") == "diverged":
             rs.decision = rs.decision or "diverged"
-    rs.spent_steps = rs.step or 0
-    if rs.total_steps:
-        rs.probe_step = round(ctx.probe_fraction * rs.total_steps)
-    # --- evaluations (current ones only)
+
+
+def _read_evals(rs: RunStatus, ctx: Context, rd: Path, done: set[str]):
+    """Evaluations (current ones only): (small, full, whether an evaluation diverged)."""
     reader = _read_eval_score(ctx.objective)
     small = _cached(rd / "small_eval.nc", reader) if "small_eval" in done else None
     full = _cached(rd / "full_eval.nc", reader) if "full_eval" in done else None
@@ -404,7 +445,13 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
     if full:
         rs.full_score = full["score"]
     eval_diverged = any(e and e["diverged"] for e in (small, full))
-    # --- the job in flight, or the one that failed
+    return small, full, eval_diverged
+
+
+def _job_in_flight(rs: RunStatus, ctx: Context, run: str, jobs: dict[str, dict[str, Any]],
+                   preset: str | None, lines: int):
+    """The job in flight, or the one that failed (with its log and rerun command):
+    (active, broken) jobs."""
     active = next((j for j in jobs.values() if j["state"] in ("running", "queued")), None)
     broken = next((j for j in jobs.values() if j["state"] in ("failed", "interrupted")), None)
     if active:
@@ -426,50 +473,39 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
         }
         rs.job = f"{broken['rule']} {broken['state']}"
         rs.job_rule = broken["rule"]
-    # --- state: the last milestone, unless failed or diverged
-    newest = max((jobs[r]["mtime"] for r in done), default=None)
-    ranked = (ranking is not None and run in ranking and not active and not broken
-              and not rs.stale and "eval_probe" in done and ranking_mtime is not None
-              and (newest is None or newest <= ranking_mtime + 1))
-    is_promoted = (run in promoted and "small_eval" in done and promoted_mtime is not None
-                   and jobs["small_eval"]["mtime"] <= promoted_mtime + 1)
-    if ranked:
-        row = ranking[run]
-        rs.rank = int(row["rank"]) if _is_num(row.get("rank")) else None
-        if str(row.get("status")) == "diverged":
-            rs.decision = "diverged"
+    return active, broken
+
+
+def _milestone(rs: RunStatus, jobs: dict[str, dict[str, Any]], done: set[str], *, ranked: bool,
+               promoted: bool, small, full, eval_diverged: bool) -> str:
+    """The run's state: the last milestone it reached, unless it failed or diverged."""
     if rs.failed:
-        rs.state = "failed"
-    elif rs.decision == "diverged" or eval_diverged:
-        rs.state = "diverged"
-    elif ranked:
-        rs.state = "ranked"
-    elif full:
-        rs.state = "full-evaluated"
-    elif is_promoted:
-        rs.state = "promoted"
-    elif small:
-        rs.state = "evaluated"
-    elif rs.decision in ("continue", "baseline") and (
+        return "failed"
+    if rs.decision == "diverged" or eval_diverged:
+        return "diverged"
+    if ranked:
+        return "ranked"
+    if full:
+        return "full-evaluated"
+    if promoted:
+        return "promoted"
+    if small:
+        return "evaluated"
+    if rs.decision in ("continue", "baseline") and (
             jobs["train_finish"]["state"] == "running" and rs.slurm_state not in PENDING
             or "train_finish" in done):
-        rs.state = "training to end"
-    elif rs.decision in ("continue", "baseline"):
-        rs.state = "decided continue"
-    elif rs.decision == "stop":
-        rs.state = "decided stop"
-    elif "train_probe" in done:
-        rs.state = "probe done"
-    elif jobs["train_probe"]["state"] == "running":
-        rs.state = "training probe"
-    elif jobs["train_probe"]["state"] == "queued":
-        rs.state = "queued"
-    # --- the run's next training milestone (collect_status computes the ETA to it)
-    if rs.state in ("planned", "queued", "training probe"):
-        rs.eta_to = "probe"
-    elif rs.state in ("decided continue", "training to end"):
-        rs.eta_to = "end"
-    return rs
+        return "training to end"
+    if rs.decision in ("continue", "baseline"):
+        return "decided continue"
+    if rs.decision == "stop":
+        return "decided stop"
+    if "train_probe" in done:
+        return "probe done"
+    if jobs["train_probe"]["state"] == "running":
+        return "training probe"
+    if jobs["train_probe"]["state"] == "queued":
+        return "queued"
+    return rs.state
 
 
 def _is_num(v: Any) -> bool:
@@ -524,6 +560,24 @@ def collect_status(results: Path, round_name: str, *, workdir: Path | None = Non
                   probe_fraction, now)
     promoted_doc = _read_json(rdir / "promoted.json")
     promoted = set(promoted_doc.get("promoted", [])) if isinstance(promoted_doc, dict) else set()
+    ranking, ranking_mtime = _read_ranking(rdir)
+    plan_runs = plan.get("runs", [])
+    promoted_mtime = _mtime(rdir / "promoted.json")
+    runs = [run_status(ctx, r["run"], r.get("block", ""), bool(r.get("baseline")), promoted,
+                       ranking, ranking_mtime, plan.get("preset"), lines, promoted_mtime)
+            for r in plan_runs]
+    s_step = _fill_steps_and_etas(ctx, runs, plan_runs, budget_tokens)
+    summary = _round_summary(ctx, runs, s_step, promoted, sigma_factor, promotion_k, ranking)
+    summary["other_jobs"] = _other_jobs(ctx)
+    return {"round": round_name, "title": plan.get("title", ""), "objective": ctx.objective,
+            "preset": plan.get("preset"), "results": str(results), "workdir": str(workdir),
+            "time": now, "snakemake_running": ctx.snakemake.running,
+            "squeue": ctx.squeue is not None, "summary": summary,
+            "runs": [_jsonable(asdict(r)) for r in runs]}
+
+
+def _read_ranking(rdir: Path) -> tuple[dict[str, dict[str, Any]] | None, float | None]:
+    """The round's ``ranking.csv`` (run -> row) and its mtime; (None, None) without one."""
     ranking, ranking_mtime = None, None
     if (rdir / "ranking.csv").exists():
         import pandas as pd
@@ -534,12 +588,14 @@ def collect_status(results: Path, round_name: str, *, workdir: Path | None = Non
             ranking_mtime = (rdir / "ranking.csv").stat().st_mtime
         except (OSError, ValueError, KeyError):
             ranking = None
-    plan_runs = plan.get("runs", [])
-    promoted_mtime = _mtime(rdir / "promoted.json")
-    runs = [run_status(ctx, r["run"], r.get("block", ""), bool(r.get("baseline")), promoted,
-                       ranking, ranking_mtime, plan.get("preset"), lines, promoted_mtime)
-            for r in plan_runs]
-    # --- fill the budget of runs that have not written anything yet
+    return ranking, ranking_mtime
+
+
+def _fill_steps_and_etas(ctx: Context, runs: list[RunStatus], plan_runs: list[dict[str, Any]],
+                         budget_tokens: int | None) -> float | None:
+    """Fill the total steps of runs that have not written anything yet (the round's budget
+    over the run's batch) and every run's ETA; returns the round's median seconds per step."""
+    rdir = ctx.results / ctx.round
     budgets = [p.get("budget_tokens") for p in (
         _cached(rdir / "runs" / r.run / s / "train_log.nc", _read_train_log)
         or read_progress(rdir / "runs" / r.run / s / PROGRESS_NAME) or {}
@@ -564,13 +620,7 @@ def collect_status(results: Path, round_name: str, *, workdir: Path | None = Non
             start = (r.step or 0) if r.state in ("training probe", "decided continue",
                                                  "training to end") else 0
             r.eta_s = max(0, target - start) * speed
-    summary = _round_summary(ctx, runs, s_step, promoted, sigma_factor, promotion_k, ranking)
-    summary["other_jobs"] = _other_jobs(ctx)
-    return {"round": round_name, "title": plan.get("title", ""), "objective": ctx.objective,
-            "preset": plan.get("preset"), "results": str(results), "workdir": str(workdir),
-            "time": now, "snakemake_running": ctx.snakemake.running,
-            "squeue": ctx.squeue is not None, "summary": summary,
-            "runs": [_jsonable(asdict(r)) for r in runs]}
+    return s_step
 
 
 #: outputs of the jobs that are not a run's: (pattern relative to the results directory, rule)
@@ -603,7 +653,23 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
                    ranking) -> dict[str, Any]:
     rdir = ctx.results / ctx.round
     by_state = Counter(r.state for r in runs)
-    # --- decisions against the baseline band
+    decisions = _decision_summary(ctx, runs, sigma_factor)
+    compute, s_budget, n_probe_evals, n_small_evals = _compute_summary(runs, s_step)
+    bench, eval_s = _eval_seconds(ctx, runs, promoted, promotion_k, ranking, n_probe_evals,
+                                  n_small_evals)
+    failed = [r for r in runs if r.state == "failed"]
+    eta = _round_eta(ctx, runs, ranking, compute["planned_budgets"], s_budget, eval_s)
+    eta["excludes_failed"] = len(failed)
+    return {"runs": len(runs), "by_state": {s: by_state[s] for s in STATES if by_state[s]},
+            "decisions": decisions, "compute": compute, "best": _best_so_far(runs),
+            "winner": _round_winner(rdir), "eta": eta, "failed": [r.run for r in failed],
+            "eval_s": {k: v for k, v in bench.items() if v is not None}}
+
+
+def _decision_summary(ctx: Context, runs: list[RunStatus], sigma_factor: float | None
+                      ) -> dict[str, Any]:
+    """Decisions so far, against the baseline band, and the budgets early stopping saved."""
+    rdir = ctx.results / ctx.round
     decided = [r for r in runs if r.decision]
     counts = Counter(r.decision for r in decided)
     base = _read_json(rdir / "baseline_probe.json")
@@ -625,7 +691,13 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
             decisions["continue_below"] = decisions["baseline_mean"] - sf * decisions["sigma"]
     decisions["saved_budgets"] = sum(
         1 - ctx.probe_fraction for r in runs if r.decision in ("stop", "diverged"))
-    # --- compute: 1 budget unit = one run's full training budget
+    return decisions
+
+
+def _compute_summary(runs: list[RunStatus], s_step: float | None):
+    """Compute spent and still planned (1 budget unit = one run's full training budget):
+    (compute dict, seconds per budget, probe evaluations and expected small evaluations
+    still to run)."""
     spent = sum(r.spent_steps / r.total_steps for r in runs if r.total_steps)
     spent_s = sum(r.spent_steps * (r.s_per_step or s_step or 0) for r in runs)
     non_base = [r for r in runs if not r.baseline and r.decision in ("continue", "stop",
@@ -634,7 +706,6 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
     p_continue = cont / len(non_base) if non_base else 1.0
     committed = expected = upper = 0.0  # budget units still to train
     n_probe_evals = n_small_evals = 0.0
-    failed = [r for r in runs if r.state == "failed"]
     for r in runs:
         if not r.total_steps or r.state == "failed":
             continue
@@ -665,7 +736,14 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
                "planned_device_h": planned * s_budget / 3600 if s_budget else None,
                "planned_device_h_max": (committed + upper) * s_budget / 3600 if s_budget else None,
                "p_continue": p_continue, "continue_basis": f"{cont} of {len(non_base)}"}
-    # --- evaluations still to run, at this round's measured job times
+    return compute, s_budget, n_probe_evals, n_small_evals
+
+
+def _eval_seconds(ctx: Context, runs: list[RunStatus], promoted: set[str],
+                  promotion_k: int | None, ranking, n_probe_evals: float, n_small_evals: float):
+    """Evaluations still to run, at this round's measured job times: (median seconds per
+    evaluation rule, seconds left)."""
+    rdir = ctx.results / ctx.round
     bench = {rule: _median([s for s in (_benchmark_s(p) for p in (
         ctx.results / "benchmarks" / ctx.round).glob(f"*/{rule}.tsv")) if s is not None])
         for rule in EVAL_RULES} if (ctx.results / "benchmarks" / ctx.round).is_dir() else {}
@@ -675,7 +753,11 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
     eval_s = ((bench.get("eval_probe") or 0) * n_probe_evals
               + (bench.get("small_eval") or 0) * n_small_evals
               + (bench.get("full_eval") or 0) * n_full)
-    # --- best small eval so far (a run's small eval; probe evals when none has one yet)
+    return bench, eval_s
+
+
+def _best_so_far(runs: list[RunStatus]) -> dict[str, Any] | None:
+    """The best small eval so far (a run's small eval; probe evals when none has one yet)."""
     best = None
     scored = [r for r in runs if r.small_score is not None]
     if scored:
@@ -691,6 +773,11 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
         if probed:
             b = min(probed, key=lambda r: r.probe_score)
             best = {"run": b.run, "score": b.probe_score, "gates_pass": None, "eval": "probe"}
+    return best
+
+
+def _round_winner(rdir: Path) -> dict[str, Any] | None:
+    """The round's winner from ``winners.yaml``, when written."""
     winners = None
     try:
         w = load_yaml((rdir / "winners.yaml").read_text())
@@ -698,7 +785,12 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
             winners = {"run": (w.get("best") or {}).get("run"), "reason": w.get("reason")}
     except (OSError, ValueError):
         pass
-    # --- ETA of the round
+    return winners
+
+
+def _round_eta(ctx: Context, runs: list[RunStatus], ranking, planned: float,
+               s_budget: float | None, eval_s: float) -> dict[str, Any]:
+    """The ETA of the round: training and evaluation left over the jobs running now."""
     running = sum(1 for r in runs if r.job and r.job.endswith("running"))
     finished = ranking is not None and all(r.state in ("ranked", "diverged") for r in runs) \
         and not running
@@ -706,21 +798,15 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
     left_s = (train_left_s or 0) + eval_s if train_left_s is not None else None
     parallel = running or (1 if ctx.snakemake.running else 0)
     if finished:
-        eta = {"eta_s": 0.0, "text": "finished"}
-    elif left_s is None:
-        eta = {"eta_s": None, "text": "unknown (no training speed measured yet)"}
-    elif not parallel:
-        eta = {"eta_s": None, "left_device_s": left_s,
-               "text": "nothing running (no Snakemake process in this directory"
-                       + (" and no SLURM job" if ctx.squeue is not None else "") + ")"}
-    else:
-        eta = {"eta_s": left_s / parallel, "left_device_s": left_s, "parallel": parallel,
-               "text": None}
-    eta["excludes_failed"] = len(failed)
-    return {"runs": len(runs), "by_state": {s: by_state[s] for s in STATES if by_state[s]},
-            "decisions": decisions, "compute": compute, "best": best, "winner": winners,
-            "eta": eta, "failed": [r.run for r in failed],
-            "eval_s": {k: v for k, v in bench.items() if v is not None}}
+        return {"eta_s": 0.0, "text": "finished"}
+    if left_s is None:
+        return {"eta_s": None, "text": "unknown (no training speed measured yet)"}
+    if not parallel:
+        return {"eta_s": None, "left_device_s": left_s,
+                "text": "nothing running (no Snakemake process in this directory"
+                        + (" and no SLURM job" if ctx.squeue is not None else "") + ")"}
+    return {"eta_s": left_s / parallel, "left_device_s": left_s, "parallel": parallel,
+            "text": None}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -765,6 +851,15 @@ def _short(path: str) -> str:
 
 
 def format_status(st: dict[str, Any]) -> str:
+    out = _summary_lines(st)
+    out.append("")
+    out += _run_table(st)
+    out += _problem_lines(st)
+    return "\n".join(out)
+
+
+def _summary_lines(st: dict[str, Any]) -> list[str]:
+    """The round's header: where it runs, runs by state, decisions, compute, best, ETA."""
     s = st["summary"]
     out = [f"{st['round']}: {st['title']}  (objective {st['objective']}, preset "
            f"{st['preset']}; {_short(st['results'])})"]
@@ -800,26 +895,33 @@ def format_status(st: dict[str, Any]) -> str:
                    + (f"; lowest {b['lowest']['score']:.5g} {b['lowest']['run']} fails a gate"
                       if b.get("lowest") else "")
                    + (f"; winner: {s['winner']['run']}" if s.get("winner") else ""))
-    e = s["eta"]
-    if e["text"]:
-        out.append(f"ETA: {e['text']}"
-                   + (f"; {duration(e['left_device_s'])} of device time left"
-                      if e.get("left_device_s") else ""))
-    else:
-        basis = (f"undecided runs continue at the rate so far, {c['continue_basis']}"
-                 if not c["continue_basis"].endswith(" of 0")
-                 else "every undecided run continues (no decision yet)")
-        out.append(f"ETA: ~{duration(e['eta_s'])} ({duration(e['left_device_s'])} of training "
-                   f"and evaluation left over {e['parallel']} job(s) running now; assumes "
-                   f"{basis})"
-                   + (f"; {e['excludes_failed']} failed run(s) not counted"
-                      if e["excludes_failed"] else ""))
+    out.append(_eta_line(s["eta"], c))
     if s.get("other_jobs"):
         out.append("other jobs in flight: " + ", ".join(
             f"{j['rule']} ({j['output']}"
             + (f", {duration(st['time'] - j['since'])}" if j.get("since") else "") + ")"
             for j in s["other_jobs"]))
-    out.append("")
+    return out
+
+
+def _eta_line(e: dict[str, Any], c: dict[str, Any]) -> str:
+    """The round's ETA line, with what it assumes."""
+    if e["text"]:
+        return (f"ETA: {e['text']}"
+                + (f"; {duration(e['left_device_s'])} of device time left"
+                   if e.get("left_device_s") else ""))
+    basis = (f"undecided runs continue at the rate so far, {c['continue_basis']}"
+             if not c["continue_basis"].endswith(" of 0")
+             else "every undecided run continues (no decision yet)")
+    return (f"ETA: ~{duration(e['eta_s'])} ({duration(e['left_device_s'])} of training "
+            f"and evaluation left over {e['parallel']} job(s) running now; assumes "
+            f"{basis})"
+            + (f"; {e['excludes_failed']} failed run(s) not counted"
+               if e["excludes_failed"] else ""))
+
+
+def _run_table(st: dict[str, Any]) -> list[str]:
+    """One line per run: state, job in flight, training progress, ETA, decision, scores."""
     head = ["run", "state", "job", "step", "loss", "tok/s", "eta", "decision", "probe",
             "small"]
     rows = []
@@ -838,9 +940,15 @@ def format_status(st: dict[str, Any]) -> str:
                      _num(r["loss"]), _num(r["tokens_per_s"], ".0f"), eta,
                      r["decision"] or "-", _num(r["probe_score"]), _num(r["small_score"])])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-    out.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip())
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
     for row in rows:
         out.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+    return out
+
+
+def _problem_lines(st: dict[str, Any]) -> list[str]:
+    """Left-over outputs Snakemake will redo, and each failed job with its log and rerun."""
+    out = []
     stale = [f"{r['run']}: {', '.join(r['stale'])}" for r in st["runs"] if r["stale"]]
     if stale:
         out += ["", "outputs older than their inputs (left from an earlier attempt; Snakemake "
@@ -853,7 +961,7 @@ def format_status(st: dict[str, Any]) -> str:
                 + (", last lines:" if f["last_lines"] else " (empty)")]
         out += [f"  | {line}" for line in f["last_lines"]]
         out.append(f"  rerun: {f['rerun']}")
-    return "\n".join(out)
+    return out
 
 
 def watch(render, interval: float = 5.0, count: int | None = None, console=None) -> None:
