@@ -308,9 +308,10 @@ def _inherited_knobs(wcfg: WorkflowConfig, src: dict[str, Any], eff, best_knobs:
         touched |= set(inh["knobs"])
     for blk in src.get("blocks", []):
         touched |= set(blk.get("knobs") or {}) | set(blk.get("fixed") or {})
-        for run in blk.get("design", {}).get("runs") or []:  # a list design's runs
+        runs = (blk.get("design") or {}).get("runs")
+        for run in runs if isinstance(runs, list) else []:  # a list design's runs (else a count)
             touched |= set(run) if isinstance(run, dict) else set()
-    defaults = wcfg.config["knobs"]
+    defaults = {**K.defaults(), **(wcfg.config.get("knobs") or {})}
     touched |= {k for k, v in best_knobs.items() if k in defaults
                 and not K.same_value(normalise_knob(k, v), defaults[k])}
     return sorted(k for k in touched if k in K.KNOBS and k in best_knobs and k not in swept)
