@@ -33,17 +33,24 @@ OPTS = dict(use_squeue=False, probe_fraction=0.35, sigma_factor=1.0, budget_toke
 class Round:
     """A results tree under ``root`` (Snakemake's working directory) filled stage by stage."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, shared: bool = True):
+        """``shared``: the workflow's layout, training jobs in ``trainings/<training>/`` (the
+        training of each run named in plan.json); False: the earlier per-run layout."""
         self.root = root
         self.results = root / "results"
         self.rdir = self.results / ROUND
+        self.training = {r: f"t{i}" for i, (r, _, _) in enumerate(RUNS)} if shared else {}
         write_json(self.rdir / "plan.json", {
             "round": ROUND, "title": "a test round", "objective": "nrmse", "preset": "demo",
-            "runs": [{"run": r, "block": b, "baseline": base, "batch_tokens": "65536->2048"}
+            "runs": [{"run": r, "block": b, "baseline": base, "batch_tokens": "65536->2048",
+                      **({"training": self.training[r]} if shared else {})}
                      for r, b, base in RUNS]})
 
     def run_dir(self, run: str) -> Path:
         return self.rdir / "runs" / run
+
+    def train_dir(self, run: str) -> Path:
+        return self.rdir / "trainings" / self.training[run] if self.training else self.run_dir(run)
 
     def train_log(self, run: str, stage: str, steps: int, status: str = "ok") -> None:
         from physweep.train.loop import LOG_SCALARS, Trainer
@@ -58,14 +65,14 @@ class Round:
             status=status, diverged_step=-1, tokens_seen=2048 * steps, total_steps=TOTAL,
             segments=[{"device": "cpu", "threads": 1, "hardware": "test CPU", "hostname": "t",
                        "from_step": 0, "to_step": steps}])
-        out = self.run_dir(run) / stage
+        out = self.train_dir(run) / stage
         write_netcdf(Trainer.log_dataset(trainer, "none"), out / "train_log.nc")
         (out / "checkpoint.pt").write_bytes(b"checkpoint")
         self.job_log(run, "train_probe" if stage == "probe" else "train_finish", "done")
 
     def progress(self, run: str, stage: str, step: int, stop: int, started: float) -> None:
         clock = SimpleNamespace(t=started)
-        w = ProgressWriter(self.run_dir(run) / stage / PROGRESS_NAME, run, stop, TOTAL, 2048,
+        w = ProgressWriter(self.train_dir(run) / stage / PROGRESS_NAME, run, stop, TOTAL, 2048,
                            2048 * TOTAL, clock=lambda: clock.t)
         for s in range(1, step + 1):
             clock.t += 0.5
@@ -90,13 +97,17 @@ class Round:
             write_json(self.run_dir(run) / "decision.json", d)
 
     def job_log(self, run: str, rule: str, text: str) -> Path:
-        path = self.results / "logs" / ROUND / run / f"{rule}.log"
+        where = (f"trainings/{self.training[run]}" if self.training and rule.startswith("train_")
+                 else run)
+        path = self.results / "logs" / ROUND / where / f"{rule}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
         return path
 
     def marker(self, run: str | None, rel: str, jobid: str | None = None) -> None:
-        key = f"results/{ROUND}/runs/{run}/{rel}" if run else f"results/{rel}"
+        training = rel.startswith(("probe/", "final/")) and self.training
+        where = f"trainings/{self.training[run]}" if training else f"runs/{run}"
+        key = f"results/{ROUND}/{where}/{rel}" if run else f"results/{rel}"
         path = self.root / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(
             key.encode()).decode()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,8 +153,9 @@ def test_before_anything_ran_every_run_is_planned(tmp_path):
     assert "baseline band is not known yet" in format_status(st)
 
 
-def test_during_training_steps_loss_eta_and_compute(tmp_path):
-    rnd = Round(tmp_path)
+@pytest.mark.parametrize("shared", [True, False], ids=["trainings-layout", "per-run-layout"])
+def test_during_training_steps_loss_eta_and_compute(tmp_path, shared):
+    rnd = Round(tmp_path, shared)
     now = 1_800_000_000.0
     during(rnd, started=now - 100)
     # a half-written progress file (what a non-atomic writer could leave) is ignored, not fatal
@@ -203,7 +215,7 @@ def test_a_failed_job_shows_its_log_and_the_rerun_command(tmp_path, monkeypatch)
     during(rnd, started=1000.0)
     # lr~2e-4's training crashed: Snakemake removed its marker and outputs, the log stays
     (tmp_path / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(
-        f"results/{ROUND}/runs/lr~2e-4/probe/checkpoint.pt".encode()).decode()).unlink()
+        f"results/{ROUND}/trainings/t2/probe/checkpoint.pt".encode()).decode()).unlink()
     rnd.job_log("lr~2e-4", "train_probe", "\n".join(
         [f"INFO step {i}/250 loss 1.0" for i in range(1, 41)]
         + ["ERROR physweep.job: job failed", "Traceback (most recent call last):",
@@ -216,7 +228,7 @@ def test_a_failed_job_shows_its_log_and_the_rerun_command(tmp_path, monkeypatch)
     assert f["rule"] == "train_probe" and f["last_lines"][-1] == "RuntimeError: CUDA out of memory"
     assert len(f["last_lines"]) == 3
     assert f["rerun"] == ("snakemake --cores 2 round_t --forcerun "
-                          "'results/round_t/runs/lr~2e-4/probe/checkpoint.pt'")
+                          "'results/round_t/trainings/t2/probe/checkpoint.pt'")  # its training
     assert st["summary"]["failed"] == ["lr~2e-4"] and st["summary"]["eta"]["excludes_failed"] == 1
     text = format_status(st)
     assert "FAILED lr~2e-4: train_probe" in text and "| RuntimeError: CUDA out of memory" in text
@@ -296,7 +308,7 @@ def test_after_the_round_every_run_is_ranked(tmp_path, monkeypatch):
     (tmp_path / ".snakemake" / "incomplete").rename(tmp_path / "gone")
     future = time.time() + 10
     for f in ("checkpoint.pt", "train_log.nc"):
-        os.utime(rnd.run_dir("lr~2e-4") / "probe" / f, (future, future))
+        os.utime(rnd.train_dir("lr~2e-4") / "probe" / f, (future, future))
     lr = by_run(rnd.status())["lr~2e-4"]
     assert lr["state"] == "probe done" and lr["jobs"]["eval_probe"] == "waiting"
     assert lr["stale"] == ["eval_probe"]  # Snakemake redoes it (and decide) on its next run

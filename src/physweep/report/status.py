@@ -259,10 +259,20 @@ class Context:
     objective: str
     probe_fraction: float
     now: float
+    training: dict[str, str] = field(default_factory=dict)  # run -> its training (plan.json)
 
 
-def _key(ctx: Context, run: str, rel: str) -> str:
-    return os.path.normpath(f"{ctx.results_key}/{ctx.round}/runs/{run}/{rel}")
+def _job_dir(ctx: Context, run: str, rule: str) -> str:
+    """Where a job of the run writes, relative to the results directory: a training job in its
+    training's directory (``trainings/<training>``: shared by the runs that differ only in
+    evaluation-time knobs), every other job in the run's."""
+    if rule in TRAIN_RULES and run in ctx.training:
+        return f"{ctx.round}/trainings/{ctx.training[run]}"
+    return f"{ctx.round}/runs/{run}"
+
+
+def _key(ctx: Context, run: str, rel: str, rule: str = "") -> str:
+    return os.path.normpath(f"{ctx.results_key}/{_job_dir(ctx, run, rule)}/{rel}")
 
 
 def _mtime(path: Path) -> float | None:
@@ -279,14 +289,16 @@ def _job_state(ctx: Context, run: str, rule: str, outputs: tuple[str, ...],
     ``after``: when its inputs (the run's earlier jobs' outputs) were made; None without
     inputs, inf when they are not all made. Outputs older than their inputs are left over from
     an earlier attempt (a forced rerun, a changed config): not done, as Snakemake sees them."""
-    rd = ctx.results / ctx.round / "runs" / run
-    log = ctx.results / "logs" / ctx.round / run / f"{rule}.log"
+    rd = ctx.results / _job_dir(ctx, run, rule)
+    shared = rule in TRAIN_RULES and run in ctx.training
+    log = ctx.results / "logs" / (_job_dir(ctx, run, rule) if shared else f"{ctx.round}/{run}") \
+        / f"{rule}.log"
     out = {"rule": rule, "log": log, "jobid": None, "slurm_state": None, "since": None,
            "mtime": None, "after": after}
-    markers = [ctx.snakemake.incomplete.get(_key(ctx, run, o))
+    markers = [ctx.snakemake.incomplete.get(_key(ctx, run, o, rule))
                or ctx.snakemake.incomplete.get(str(rd / o)) for o in outputs]
     marker = next((m for m in markers if m), None)
-    comment = f"rule_{rule}_wildcards_{ctx.round}_{run}"
+    comment = f"rule_{rule}_wildcards_{ctx.round}_{ctx.training[run] if shared else run}"
     slurm = None
     if ctx.squeue is not None:
         if marker and marker.get("jobid") and str(marker["jobid"]) in ctx.squeue:
@@ -319,7 +331,7 @@ def _job_state(ctx: Context, run: str, rule: str, outputs: tuple[str, ...],
 
 def _rerun_command(ctx: Context, run: str, rule: str, outputs: tuple[str, ...], slurm: bool,
                    preset: str | None, interrupted: bool) -> str:
-    target = f"{ctx.results_key}/{ctx.round}/runs/{run}/{outputs[0]}"
+    target = f"{ctx.results_key}/{_job_dir(ctx, run, rule)}/{outputs[0]}"
     how = "--profile slurm" if slurm else "--cores 2"
     extra = f" --config preset={preset}" if preset and preset != "demo" else ""
     cmd = f"snakemake {how} {ctx.round}{extra} --forcerun '{target}'"
@@ -404,7 +416,8 @@ def _read_training(rs: RunStatus, ctx: Context, rd: Path, jobs: dict[str, dict[s
     for rule, stage in TRAIN_RULES.items():
         job = jobs[rule]
         if rule in done:
-            info = _cached(rd / stage / "train_log.nc", _read_train_log)
+            td = ctx.results / _job_dir(ctx, rs.run, rule)  # the run's training
+            info = _cached(td / stage / "train_log.nc", _read_train_log)
             if info:
                 rs.total_steps = info["total_steps"] or rs.total_steps
                 rs.step, rs.loss = info["step"], info["loss"]
@@ -414,7 +427,7 @@ def _read_training(rs: RunStatus, ctx: Context, rd: Path, jobs: dict[str, dict[s
             continue
         if job["state"] not in ("running", "failed", "interrupted"):
             continue
-        p = read_progress(rd / stage / PROGRESS_NAME)
+        p = read_progress(ctx.results / _job_dir(ctx, rs.run, rule) / stage / PROGRESS_NAME)
         since = job.get("since")
         if p is None or (since and p.get("started", 0) < since - 60):
             continue  # none yet, or a previous attempt's: this job has not written its own
@@ -557,7 +570,9 @@ def collect_status(results: Path, round_name: str, *, workdir: Path | None = Non
         probe_fraction = float(next(iter(fractions)))
     ctx = Context(results, round_name, workdir, results_key, read_snakemake_dir(workdir),
                   read_squeue() if use_squeue else None, plan.get("objective", "nrmse"),
-                  probe_fraction, now)
+                  probe_fraction, now,
+                  {str(r["run"]): str(r["training"]) for r in plan.get("runs", [])
+                   if isinstance(r, dict) and r.get("training")})
     promoted_doc = _read_json(rdir / "promoted.json")
     promoted = set(promoted_doc.get("promoted", [])) if isinstance(promoted_doc, dict) else set()
     ranking, ranking_mtime = _read_ranking(rdir)
