@@ -26,6 +26,7 @@ demo: setup  ## run round A (default preset: demo, CPU) from data generation to 
 test: setup  ## the whole test suite (slow tests included), as CI runs it
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules/
 	$(BIN)/pytest -ra
 
 test-fast: setup  ## unit tests only

@@ -46,8 +46,8 @@ for _round in WF.rounds:
     rule:
         name:
             _round
+        default_target: False
         input:
             products=lambda wildcards, round_name=_round: get_round_products(round_name),
             decided=lambda wildcards, round_name=_round: get_round_decided_products(round_name),
         localrule: True
-        default_target: False

@@ -112,8 +112,10 @@ def get_winner_sources(wildcards):
 def known_training(wildcards):
     trainings = WF.trainings(wildcards.round)
     if wildcards.training not in trainings:
-        sys.exit(f"physweep: round {wildcards.round} has no training {wildcards.training} "
-                 f"(nothing was run); its trainings: {', '.join(trainings)}")
+        sys.exit(
+            f"physweep: round {wildcards.round} has no training {wildcards.training} "
+            f"(nothing was run); its trainings: {', '.join(trainings)}"
+        )
     return trainings[wildcards.training]
 
 
@@ -146,10 +148,12 @@ def get_training_record(wildcards):
     """runs/<run>/training.json: the run's training and the runs that share it."""
     known_run(wildcards)
     key = WF.training_of(wildcards.round, wildcards.run)
-    return {"run": wildcards.run, "training": key,
-            "dir": f"{R}/{wildcards.round}/trainings/{key}",
-            "shared_with": [r for r in WF.training_runs(wildcards.round, key)
-                            if r != wildcards.run]}
+    return {
+        "run": wildcards.run,
+        "training": key,
+        "dir": f"{R}/{wildcards.round}/trainings/{key}",
+        "shared_with": [r for r in WF.training_runs(wildcards.round, key) if r != wildcards.run],
+    }
 
 
 def get_objective(wildcards):
@@ -161,10 +165,7 @@ def is_baseline(wildcards):
 
 
 def get_baseline_probe_evals(wildcards):
-    return [
-        f"{R}/{wildcards.round}/runs/{b}/probe_eval.nc"
-        for b in WF.baseline_runs(wildcards.round)
-    ]
+    return [f"{R}/{wildcards.round}/runs/{b}/probe_eval.nc" for b in WF.baseline_runs(wildcards.round)]
 
 
 def get_decision(round_name, run):
@@ -223,10 +224,7 @@ def get_full_evals(wildcards):
 
 
 def get_train_logs(wildcards):
-    return [
-        f"{get_trained_dir(wildcards.round, r)}/train_log.nc"
-        for r in WF.run_names(wildcards.round)
-    ]
+    return [f"{get_trained_dir(wildcards.round, r)}/train_log.nc" for r in WF.run_names(wildcards.round)]
 
 
 def get_run_meta(wildcards):
@@ -234,8 +232,12 @@ def get_run_meta(wildcards):
     plan = WF.plans[wildcards.round]
     return {
         "runs": {
-            r.name: {"block": r.block, "seed": r.seed, "replicate": r.is_baseline and r.seed > 0,
-                     "is_baseline": r.is_baseline}
+            r.name: {
+                "block": r.block,
+                "seed": r.seed,
+                "replicate": r.is_baseline and r.seed > 0,
+                "is_baseline": r.is_baseline,
+            }
             for r in plan.runs
         },
         "swept": plan.varied,
@@ -256,14 +258,27 @@ def get_plan_records(wildcards):
 # what every run has (plain inputs, so every run enters the DAG at once) and what the decide /
 # promote checkpoints decide (continued runs' final checkpoints and evals, full evals).
 def get_round_products(round_name):
-    products = [f"{R}/{round_name}/{name}" for name in (
-        "plan.json", "baseline_probe.json", "promoted.json", "ranking.csv", "winners.yaml",
-        "report.html")]
+    products = [
+        f"{R}/{round_name}/{name}"
+        for name in (
+            "plan.json",
+            "baseline_probe.json",
+            "promoted.json",
+            "ranking.csv",
+            "winners.yaml",
+            "report.html",
+        )
+    ]
     for run in WF.run_names(round_name):
         base = f"{R}/{round_name}/runs/{run}"
         trained = f"{R}/{round_name}/trainings/{WF.training_of(round_name, run)}"
-        products += [f"{trained}/probe/checkpoint.pt", f"{trained}/probe/train_log.nc",
-                     f"{base}/training.json", f"{base}/probe_eval.nc", f"{base}/decision.json"]
+        products += [
+            f"{trained}/probe/checkpoint.pt",
+            f"{trained}/probe/train_log.nc",
+            f"{base}/training.json",
+            f"{base}/probe_eval.nc",
+            f"{base}/decision.json",
+        ]
         products += list(WF.winner_inputs(round_name, run).values())
     return list(dict.fromkeys(products))
 
@@ -273,7 +288,10 @@ def get_round_decided_products(round_name):
     for run in WF.run_names(round_name):
         if get_decision(round_name, run)["continue"]:
             trained = f"{R}/{round_name}/trainings/{WF.training_of(round_name, run)}"
-            products += [f"{trained}/final/checkpoint.pt", f"{trained}/final/train_log.nc",
-                         f"{R}/{round_name}/runs/{run}/small_eval.nc"]
+            products += [
+                f"{trained}/final/checkpoint.pt",
+                f"{trained}/final/train_log.nc",
+                f"{R}/{round_name}/runs/{run}/small_eval.nc",
+            ]
     products += [f"{R}/{round_name}/runs/{r}/full_eval.nc" for r in get_promoted(round_name)]
     return list(dict.fromkeys(products))

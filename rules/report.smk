@@ -6,9 +6,9 @@ rule plan:
         f"{R}/{{round}}/plan.json",
     log:
         f"{R}/logs/{{round}}/plan.log",
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -54,9 +54,9 @@ rule report:
         f"{R}/logs/{{round}}/report.log",
     benchmark:
         f"{R}/benchmarks/{{round}}/report.tsv"
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -78,9 +78,9 @@ rule index:
         f"{R}/report.html",
     log:
         f"{R}/logs/index.log",
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,

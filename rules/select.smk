@@ -10,9 +10,9 @@ rule baseline_probe:
         f"{R}/{{round}}/baseline_probe.json",
     log:
         f"{R}/logs/{{round}}/baseline_probe.log",
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -32,9 +32,9 @@ checkpoint decide:
         f"{RUN}/decision.json",
     log:
         f"{LOGS}/decide.log",
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -55,9 +55,9 @@ rule block_winner:
         f"{R}/{{round}}/blocks/{{block}}/winner.yaml",
     log:
         f"{R}/logs/{{round}}/blocks/{{block}}.log",
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -79,9 +79,9 @@ checkpoint promote:
         f"{R}/{{round}}/promoted.json",
     log:
         f"{R}/logs/{{round}}/promote.log",
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
@@ -107,9 +107,9 @@ rule rank:
         winners=f"{R}/{{round}}/winners.yaml",
     log:
         f"{R}/logs/{{round}}/rank.log",
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,

@@ -70,9 +70,9 @@ rule training_link:
         f"{RUN}/training.json",
     log:
         f"{LOGS}/training_link.log",
+    localrule: True
     conda:
         "../envs/physweep.yaml"
-    localrule: True
     resources:
         gpu=0,
         mem_mb=1000,
