@@ -33,6 +33,21 @@ onstart:
         slurm_preflight(workflow.dag.needrun_jobs())
 
 
+# A round whose file is broken (or that inherits from one) cannot be planned: asking for it
+# stops with its errors before any job; other rounds run.
+for _round, _errors in WF.broken.items():
+
+    rule:
+        name:
+            _round
+        default_target: False
+        input:
+            lambda wildcards, errors=_errors, round_name=_round: sys.exit(
+                f"physweep: round {round_name} cannot be planned (nothing was run):\n{errors}"
+            ),
+        localrule: True
+
+
 rule all:
     input:
         f"{R}/report.html",

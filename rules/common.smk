@@ -18,6 +18,9 @@ try:
 except (ConfigError, ConfigErrors) as _exc:
     sys.exit(f"physweep: config error (nothing was run):\n{_exc}")
 
+for _warning in WCFG.warnings:  # broken round files: refused only when asked for
+    print(f"physweep: warning: {_warning}", file=sys.stderr)
+
 R = WF.results
 PRESET = WCFG.preset
 DATA = f"{R}/data/{WF.dataset}"

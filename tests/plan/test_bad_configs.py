@@ -30,8 +30,14 @@ def _edit(path: Path, fn) -> None:
 
 
 def _load(root: Path):
+    """The workflow of ``root``'s config; a round that cannot be planned raises its errors, as
+    asking Snakemake for it does (other rounds still run: test_dry_run)."""
     cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
-    return Workflow(load_workflow_config(cfg, root, str(root / "config" / "config.yaml")))
+    wf = Workflow(load_workflow_config(cfg, root, str(root / "config" / "config.yaml")))
+    if wf.broken:
+        raise ConfigErrors(list(dict.fromkeys(
+            e for errs in wf.broken.values() for e in errs.errors)))
+    return wf
 
 
 def _round(root, name="round_a"):

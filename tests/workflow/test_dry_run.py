@@ -162,3 +162,18 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert "round_a.yaml" in text and "blocks[0].knobs.learning_rate" in text
     assert "unknown knob" in text
     assert not (tmp_path / "results").exists()
+
+
+def test_a_broken_round_file_stops_only_the_rounds_that_need_it(tmp_path):
+    rounds = tmp_path / "rounds"
+    shutil.copytree(ROOT / "config" / "rounds", rounds)
+    (rounds / "round_x.yaml").write_text("name: round_x\nobjective: nrmse\nblocks: [\n")  # broken
+    ok = snakemake("-n", "--cores", "2", "round_a", "--config", f"rounds_dir={rounds}",
+                   cwd=tmp_path)
+    assert "round_x.yaml" in ok.stderr and "warning" in ok.stderr  # named, not fatal
+    assert jobs_of(ok.stdout, "eval_probe")
+    bad = snakemake("-n", "--cores", "2", "round_x", "--config", f"rounds_dir={rounds}",
+                    cwd=tmp_path, check=False)
+    text = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "round round_x cannot be planned" in text
+    assert "round_x.yaml" in text and "Traceback" not in text

@@ -72,17 +72,16 @@ def known_winners(wcfg: WorkflowConfig, round_name: str, workdir: Path) -> dict[
 class Workflow:
     """All rounds planned once at parse time; answers the rules' questions.
 
-    Every round is planned: round files set aside by ``load_workflow_config`` (broken, or
-    inheriting from a broken one) are refused here, all of them in one ConfigErrors, since the
-    workflow's targets (the cross-round index, every round's rule) need every round. `physweep
-    plan <round>` plans a single round instead and only warns about unrelated broken files."""
+    Every sound round is planned. Round files set aside by ``load_workflow_config`` (broken, or
+    inheriting from a broken one) are kept in ``broken``: the workflow warns about them and
+    refuses them only when they are asked for, so a broken round file does not stop an
+    unrelated round (the cross-round index covers the planned rounds)."""
 
     def __init__(self, wcfg: WorkflowConfig):
         self.wcfg = wcfg
         self.results = wcfg.results_dir
-        if wcfg.broken:
-            raise ConfigErrors(list(dict.fromkeys(
-                e for errs in wcfg.broken.values() for e in errs.errors)))
+        # round files set aside by load_workflow_config: refused only when asked for
+        self.broken: dict[str, ConfigErrors] = dict(wcfg.broken)
         self.plans: dict[str, RoundPlan] = {name: plan_round(wcfg, name) for name in wcfg.rounds}
         self._trainings = {name: round_trainings(wcfg, plan) for name, plan in self.plans.items()}
         self._training_of = {name: {run: key for key, runs in t.items() for run in runs}
