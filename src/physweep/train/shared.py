@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 IDENTITY_FILE = "identity.json"
+TRAININGS_DIR = "trainings"  # results/<round>/trainings/<training>/<stage>
 STAGE_FILES = ("checkpoint.pt", "train_log.nc")
 
 
@@ -33,6 +34,8 @@ def find_trained(stage_dir: Path, identity: str) -> Path | None:
     stage with this identity (not by copying), or None."""
     stage_dir = Path(stage_dir)
     trainings = stage_dir.parent.parent
+    if trainings.name != TRAININGS_DIR:  # not the workflow's layout: nothing to share with
+        return None
     for other in sorted(trainings.glob(f"*/{stage_dir.name}/{IDENTITY_FILE}")):
         if other.parent.parent == stage_dir.parent:
             continue
