@@ -34,7 +34,7 @@ rule eval_probe:
         "../workflow/scripts/evaluate.py"
 
 
-rule small_eval:
+use rule eval_probe as small_eval with:
     input:
         **suite_data("small"),
         checkpoint=lambda w: f"{get_training_dir(w)}/final/checkpoint.pt",
@@ -46,24 +46,9 @@ rule small_eval:
         f"{LOGS}/small_eval.log",
     benchmark:
         f"{BENCH}/small_eval.tsv"
-    conda:
-        "../envs/physweep.yaml"
-    threads: res("eval", "threads", 1)
-    resources:
-        gpu=res("eval", "gpu", 0),
-        mem_mb=res("eval", "mem_mb", 2000),
-        runtime=res("eval", "runtime", 10),
-    params:
-        suite=PRESET["eval"]["small"],
-        suite_name="small",
-        thresholds=config["gates"],
-        template=get_template,
-        sources=get_winner_sources,
-    script:
-        "../workflow/scripts/evaluate.py"
 
 
-rule full_eval:
+use rule eval_probe as full_eval with:
     input:
         **suite_data("full"),
         checkpoint=lambda w: f"{get_training_dir(w)}/final/checkpoint.pt",
@@ -75,21 +60,12 @@ rule full_eval:
         f"{LOGS}/full_eval.log",
     benchmark:
         f"{BENCH}/full_eval.tsv"
-    conda:
-        "../envs/physweep.yaml"
-    threads: res("eval", "threads", 1)
-    resources:
-        gpu=res("eval", "gpu", 0),
-        mem_mb=res("eval", "mem_mb", 2000),
-        runtime=res("eval", "runtime", 10),
     params:
         suite=PRESET["eval"]["full"],
         suite_name="full",
         thresholds=config["gates"],
         template=get_template,
         sources=get_winner_sources,
-    script:
-        "../workflow/scripts/evaluate.py"
 
 
 rule eval_reference:
