@@ -35,7 +35,7 @@ rule train_probe:
 # final checkpoint (through the decide checkpoints). Every run's decision is an input for the
 # order only (ancient): re-evaluating and re-deciding one run (--forcerun its probe_eval.nc)
 # does not retrain what the others share.
-rule train_finish:
+use rule train_probe as train_finish with:
     input:
         train=TRAIN_DATA,
         winners=get_training_winner_files,
@@ -48,20 +48,11 @@ rule train_finish:
         f"{TLOGS}/train_finish.log",
     benchmark:
         f"{TBENCH}/train_finish.tsv"
-    conda:
-        "../envs/physweep.yaml"
-    threads: res("train", "threads", 1)
-    resources:
-        gpu=res("train", "gpu", 0),
-        mem_mb=res("train", "mem_mb", 2000),
-        runtime=res("train", "runtime", 30),
     params:
         template=get_training_template,
         sources=get_training_winner_sources,
         stop_fraction=1.0,
         resume=True,
-    script:
-        "../workflow/scripts/train.py"
 
 
 # Which training a run's checkpoints come from: results/<round>/runs/<run>/training.json.
