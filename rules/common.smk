@@ -4,6 +4,7 @@ import json
 import sys
 
 from physweep.plan.config import load_workflow_config
+from physweep.plan.sizes import preset_resource
 from physweep.plan.errors import ConfigError, ConfigErrors, UnknownRunError
 from physweep.plan.table import plan_records
 from physweep.plan.workflow import Workflow, rerun_hint
@@ -42,9 +43,10 @@ wildcard_constraints:
     training=r"[0-9a-f]{12}",
 
 
-def res(kind, key, default):
-    """Per-rule job resources from the active preset (profiles may override)."""
-    return PRESET["resources"][kind].get(key, default)
+def res(kind, key):
+    """Per-rule job resources from the active preset, defaults in its schema (profiles may
+    override)."""
+    return preset_resource(PRESET, kind, key)
 
 
 def drop_gpu_requests(rules_):

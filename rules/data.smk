@@ -12,11 +12,11 @@ rule prepare_data:
         f"{R}/benchmarks/data/{{dataset}}.tsv"
     conda:
         "../envs/physweep.yaml"
-    threads: res("data", "threads", 2)
+    threads: res("data", "threads")
     resources:
-        gpu=res("data", "gpu", 0),
-        mem_mb=res("data", "mem_mb", 4000),
-        runtime=res("data", "runtime", 30),
+        gpu=res("data", "gpu"),
+        mem_mb=res("data", "mem_mb"),
+        runtime=res("data", "runtime"),
     params:
         data=PRESET["data"],
     script:

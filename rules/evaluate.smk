@@ -19,11 +19,11 @@ rule eval_probe:
         f"{BENCH}/eval_probe.tsv"
     conda:
         "../envs/physweep.yaml"
-    threads: res("eval", "threads", 1)
+    threads: res("eval", "threads")
     resources:
-        gpu=res("eval", "gpu", 0),
-        mem_mb=res("eval", "mem_mb", 2000),
-        runtime=res("eval", "runtime", 10),
+        gpu=res("eval", "gpu"),
+        mem_mb=res("eval", "mem_mb"),
+        runtime=res("eval", "runtime"),
     params:
         suite=PRESET["eval"]["small"],
         suite_name="small",
@@ -80,11 +80,11 @@ rule eval_reference:
         f"{R}/benchmarks/reference/{WF.dataset}/{{suite}}_eval.tsv"
     conda:
         "../envs/physweep.yaml"
-    threads: res("eval", "threads", 1)
+    threads: res("eval", "threads")
     resources:
-        gpu=res("eval", "gpu", 0),
-        mem_mb=res("eval", "mem_mb", 2000),
-        runtime=res("eval", "runtime", 10),
+        gpu=res("eval", "gpu"),
+        mem_mb=res("eval", "mem_mb"),
+        runtime=res("eval", "runtime"),
     params:
         suite=lambda w: PRESET["eval"][w.suite],
         suite_name="{suite}",

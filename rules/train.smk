@@ -17,11 +17,11 @@ rule train_probe:
         f"{TBENCH}/train_probe.tsv"
     conda:
         "../envs/physweep.yaml"
-    threads: res("train", "threads", 1)
+    threads: res("train", "threads")
     resources:
-        gpu=res("train", "gpu", 0),
-        mem_mb=res("train", "mem_mb", 2000),
-        runtime=res("train", "runtime", 30),
+        gpu=res("train", "gpu"),
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
     params:
         template=get_training_template,
         sources=get_training_winner_sources,
@@ -88,11 +88,11 @@ rule train_reference:
         f"{R}/benchmarks/reference/{WF.dataset}/train.tsv"
     conda:
         "../envs/physweep.yaml"
-    threads: res("train", "threads", 1)
+    threads: res("train", "threads")
     resources:
-        gpu=res("train", "gpu", 0),
-        mem_mb=res("train", "mem_mb", 2000),
-        runtime=res("train", "runtime", 30),
+        gpu=res("train", "gpu"),
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
     params:
         reference=PRESET["reference"],
         train=PRESET["train"],

@@ -163,3 +163,4 @@ def test_plan_shows_memory_and_splits_where_a_run_does_not_fit(base_config, repo
     assert spec["train"]["batch_tokens"] == 65536
     base = next(r for r in plan.runs if r.name == "baseline")
     assert build_spec(template(wcfg, plan, base), winners)["train"]["micro_batch"] == 2
+

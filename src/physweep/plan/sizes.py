@@ -83,3 +83,14 @@ def effective_values(preset: dict, nominal: dict[str, Any], compute: dict | None
     """``effective_value`` of every knob in ``nominal``."""
     return {k: effective_value(preset, k, v, compute, batch_tokens, preset_file)
             for k, v in nominal.items()}
+
+
+def preset_resource(preset: dict, kind: str, key: str) -> int:
+    """A job resource of one kind of rule (train, eval, data): the preset's value, else the
+    default the preset schema declares (``$defs.resources``) -- the one place defaults live."""
+    from physweep.plan.schema import load_schema
+
+    value = (preset.get("resources") or {}).get(kind, {}).get(key)
+    if value is None:
+        value = load_schema("preset")["$defs"]["resources"]["properties"][key]["default"]
+    return int(value)
