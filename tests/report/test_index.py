@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import copy
 import html as html_mod
-import importlib.util
 import math
 import re
 from pathlib import Path
 
+import chromium as browser  # tests/chromium.py (tests/ is on the pytest pythonpath)
 import pandas as pd
 import pytest
 import yaml
@@ -300,18 +300,12 @@ def test_winners_yaml_has_no_aliases(tmp_path):
 
 # ---- the page in a real browser ------------------------------------------------------------
 
-def _helper():
-    spec = importlib.util.spec_from_file_location("physweep_test_chromium",
-                                                  Path(__file__).with_name("chromium.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.slow
 @pytest.mark.browser
 def test_index_fits_1300_pixels_in_headless_chromium(tmp_path, wcfg):
-    path, why = _helper().ensure_chromium()
+    path, why = browser.ensure_chromium()
     if not path:
         pytest.skip(f"headless Chromium unavailable: {why}")
     configs = {n: wcfg.rounds[n] for n in wcfg.rounds}
@@ -322,7 +316,7 @@ def test_index_fits_1300_pixels_in_headless_chromium(tmp_path, wcfg):
         data["winners"] = ["freeze_bottom_layers_on_expand~true_max_horizon~48_sampler_temp~0.8"]
         write_yaml(p, data)
     page = build_index(out_html=tmp_path / "results" / "report.html", **kw)
-    h = _helper()
+    h = browser
     res = h.page_width(path, page, width=1300)
     assert res["innerWidth"] == 1300, res
     assert res["scrollWidth"] <= res["innerWidth"], res

@@ -1,10 +1,10 @@
 """The round report in a real browser (headless Chromium): no console errors, every image
 loads, clicking a ranking header sorts the rows; a screenshot is kept in test-artifacts/."""
 
-import importlib.util
 import math
 from pathlib import Path
 
+import chromium as browser  # tests/chromium.py (tests/ is on the pytest pythonpath)
 import pytest
 from synthetic_round import make_round
 
@@ -15,18 +15,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def _helper():
-    """tests/report/chromium.py, loaded by path (tests/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("physweep_test_chromium",
-                                                  Path(__file__).with_name("chromium.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    path, why = _helper().ensure_chromium()
+    path, why = browser.ensure_chromium()
     if not path:
         pytest.skip(f"headless Chromium unavailable: {why}")
     return path
@@ -50,7 +43,7 @@ def _ordered(keys, ascending):
 
 
 def test_report_in_headless_chromium(chromium, built_report):
-    h = _helper()
+    h = browser
     res = h.check_page(chromium, built_report, table_id="ranking", column="score")
     assert res["errors"] == []
     assert len(res["images"]) >= 7
@@ -82,7 +75,7 @@ def test_browser_check_detects_problems(chromium, tmp_path):
         '<table id="ranking"><thead><tr><th>score</th></tr></thead><tbody>'
         '<tr><td data-v="2">2</td></tr><tr><td data-v="1">1</td></tr></tbody></table>'
         "<script>undefinedFunction();</script></body></html>")
-    res = _helper().check_page(chromium, page)
+    res = browser.check_page(chromium, page)
     assert any("undefinedFunction" in e for e in res["errors"])
     assert res["images"][0]["width"] == 0
     assert res["sort"]["after_one_click"] == res["sort"]["before"]  # no sort script here

@@ -1,7 +1,7 @@
 """Headless Chromium for the report browser test: find it, install it (Debian ``chromium``
 via apt-get) when missing, and run a page with an embedded JS check.
 
-CI can prepare the browser before the test run with ``python tests/report/chromium.py``
+CI can prepare the browser before the test run with ``python tests/chromium.py``
 (exit status 0 = a usable chromium, 1 = none; the reason is printed).
 
 The check needs no extra Python package: the page under test gets a small script injected at
