@@ -139,25 +139,31 @@ def check_page(chromium: str, page: Path, *, table_id: str = "ranking", column: 
     ``errors`` (console errors/warnings, uncaught exceptions, failed loads), ``images``
     (``alt, complete, width`` = naturalWidth) and ``sort`` (the ``column``'s keys before and
     after one and two clicks on its header)."""
-    html = Path(page).read_text()
     js = CHECK_JS % {"table_id": json.dumps(table_id), "column": json.dumps(column),
                      "result_id": RESULT_ID}
-    html = re.sub(r"<head>", lambda _: f"<head><script>{js}</script>", html, count=1)
-    probe = Path(page).with_name(Path(page).stem + ".browser-check.html")
-    probe.write_text(html)
-    try:
-        proc = _run(chromium, ["--virtual-time-budget=10000", "--run-all-compositor-stages-"
-                               "before-draw", "--dump-dom", probe.resolve().as_uri()], timeout)
-    finally:
-        probe.unlink(missing_ok=True)
-    m = re.search(rf'<pre id="{RESULT_ID}">(.*?)</pre>', proc.stdout, re.S)
-    if not m:
-        raise RuntimeError(f"chromium produced no check result (rc {proc.returncode}): "
-                           f"{proc.stderr[-1000:]}")
+    return _run_script(chromium, page, js, "browser-check", ["--virtual-time-budget=10000",
+                       "--run-all-compositor-stages-before-draw"], timeout)
+
+
+def _run_script(chromium: str, page: Path, js: str, what: str, flags: list[str],
+                timeout: int) -> dict:
+    """Inject ``js`` into a copy of ``page``, dump its DOM headless and return the JSON the
+    script left in ``<pre id=RESULT_ID>``."""
     import html as html_mod
 
+    html = re.sub(r"<head>", lambda _: f"<head><script>{js}</script>",
+                  Path(page).read_text(), count=1)
+    probe = Path(page).with_name(f"{Path(page).stem}.{what}.html")
+    probe.write_text(html)
+    try:
+        proc = _run(chromium, [*flags, "--dump-dom", probe.resolve().as_uri()], timeout)
+    finally:
+        probe.unlink(missing_ok=True)
+    m = re.search(rf'<pre id="{RESULT_ID}"[^>]*>(.*?)</pre>', proc.stdout, re.S)
+    if not m:
+        raise RuntimeError(f"chromium produced no {what} result (rc {proc.returncode}): "
+                           f"{proc.stderr[-1000:]}")
     return json.loads(html_mod.unescape(m.group(1)))
-
 
 WIDTH_JS = r"""
 (function () {
@@ -192,24 +198,9 @@ def page_width(chromium: str, page: Path, width: int = 1300, height: int = 900,
     ``clientWidth``, the document's ``scrollWidth`` (wider than the viewport = horizontal
     scrolling), ``bodyScrollWidth`` and ``wide`` (up to 10 elements reaching past the right
     edge of the viewport)."""
-    html = Path(page).read_text()
     js = WIDTH_JS % {"result_id": RESULT_ID}
-    html = re.sub(r"<head>", lambda _: f"<head><script>{js}</script>", html, count=1)
-    probe = Path(page).with_name(Path(page).stem + ".width-check.html")
-    probe.write_text(html)
-    try:
-        proc = _run(chromium, [f"--window-size={width},{height}", "--virtual-time-budget=5000",
-                               "--dump-dom", probe.resolve().as_uri()], timeout)
-    finally:
-        probe.unlink(missing_ok=True)
-    m = re.search(rf'<pre id="{RESULT_ID}"[^>]*>(.*?)</pre>', proc.stdout, re.S)
-    if not m:
-        raise RuntimeError(f"chromium produced no width result (rc {proc.returncode}): "
-                           f"{proc.stderr[-1000:]}")
-    import html as html_mod
-
-    return json.loads(html_mod.unescape(m.group(1)))
-
+    return _run_script(chromium, page, js, "width-check",
+                       [f"--window-size={width},{height}", "--virtual-time-budget=5000"], timeout)
 
 if __name__ == "__main__":
     found, why = ensure_chromium()
