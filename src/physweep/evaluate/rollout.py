@@ -7,7 +7,7 @@ predictions anchored on the stored start state on the grid (as in training), rol
 space for ``horizon`` steps with the
 corrector (``model.corrector.latent_rollout``; guidance on the physics residual of the decoded
 grid fields), decoded on the full grid after every step, denormalised, given the known
-Dirichlet data (inlet profile, no-slip in solids; ``blend_projection``) and blended with the
+Dirichlet data (inlet profile, no-slip in solids; ``finish_outputs``) and blended with the
 physics projection (``projection_weight`` w):
 
     out = bc + (1 − exp(−w)) · (project(bc) − bc),  bc = pred with the Dirichlet data imposed
@@ -45,7 +45,7 @@ class RolloutResult:
     corrector_calls: int  # corrections applied, summed over trajectories
 
 
-def blend_projection(fields: torch.Tensor, mask: torch.Tensor, inflow: torch.Tensor, grid,
+def finish_outputs(fields: torch.Tensor, mask: torch.Tensor, inflow: torch.Tensor, grid,
                      weight: float) -> torch.Tensor:
     """Impose the Dirichlet data, then fields + (1 − e^−w)·(project(fields) − fields) for
     (B, C, H, W) fields.
@@ -133,7 +133,7 @@ def rollout_ensemble(model: Surrogate, denoiser: Denoiser | None, corrector: Cor
                 f = model.predict(zc, base.expand(n, -1, -1), grid_pos.expand(n, -1, -1),
                                   context.expand(n, -1, -1))  # (n, H*W, C)
                 f = model.denormalize(f).transpose(1, 2).reshape(-1, c, hh, ww)  # (n, C, H, W)
-                parts.append(blend_projection(f, mask.expand(n, -1, -1), inflow.expand(n, -1),
+                parts.append(finish_outputs(f, mask.expand(n, -1, -1), inflow.expand(n, -1),
                                               grid, projection_weight))
             f = torch.cat(parts) if len(parts) > 1 else parts[0]
         if device.type == "cuda":
@@ -162,7 +162,7 @@ def _rollout_unet(model, split: FlowSplit, traj: list[int], start: int, horizon:
             state = model.normalize(split.fields[i, start].to(device), dim=0)[None]  # (1,C,H,W)
             f = model.rollout_grid(state, mask[None], coords, horizon)[0]  # (T, C, H, W)
             f = model.denormalize(f, dim=1)
-            f = blend_projection(f, mask.expand(horizon, -1, -1),
+            f = finish_outputs(f, mask.expand(horizon, -1, -1),
                                  split.inflow[i].to(device).expand(horizon, -1), grid,
                                  projection_weight)
         if device.type == "cuda":
