@@ -43,6 +43,7 @@ checkpoint decide:
         is_baseline=is_baseline,
         objective=get_objective,
         early_stop=config["early_stop"],
+        early_stop_enabled=lambda w: WF.plans[w.round].early_stop,
     script:
         "../workflow/scripts/decide.py"
 

@@ -154,6 +154,10 @@ def preset_cannot_map_level(root):
         knobs={"model_dim": [100]}, design={"type": "grid"}))
 
 
+def early_stop_not_a_bool(root):
+    _edit(_round(root), lambda d: d.update(early_stop={"enabled": "sometimes"}))
+
+
 BATTERY = [
     # (mutation, file that must be named, key that must be named, what must be said)
     (unknown_knob, "round_a.yaml", "blocks[0].knobs.learning_rate", "unknown knob"),
@@ -183,6 +187,7 @@ BATTERY = [
      "no regular two-level fraction of 12 runs"),
     (preset_cannot_map_level, "demo.yaml", "sizes.model_dim.map",
      "block 'capacity' of"),
+    (early_stop_not_a_bool, "round_a.yaml", "early_stop.enabled", "wrong type"),
 ]
 
 

@@ -165,3 +165,29 @@ def test_runs_identical_at_the_probe_are_flagged(base_config, repo_root):
     # never acts and each freeze true/false pair is flagged
     single = twins(base_config, stages=1)
     assert len(single) == 3 and all("freeze_bottom_layers_on_expand~false" in w for w in single)
+
+
+def test_early_stopping_can_be_switched_off_per_config_or_per_round(base_config, repo_root):
+    """`early_stop.enabled: false` (config) or a round's `early_stop: {enabled: false}` makes an
+    exhaustive round: the plan counts every training to the end."""
+    import dataclasses
+
+    from physweep.plan.config import load_workflow_config
+    from physweep.plan.table import compute_summary, compute_text
+
+    wcfg = load_workflow_config(base_config, repo_root)
+    on = plan_round(wcfg, "round_a")
+    assert on.early_stop
+    s_on = compute_summary(wcfg, on)
+    assert s_on["budget_units_min"] < s_on["budget_units_max"]
+    off_cfg = {**base_config, "early_stop": {**base_config["early_stop"], "enabled": False}}
+    wcfg_off = load_workflow_config(off_cfg, repo_root)
+    off = plan_round(wcfg_off, "round_a")
+    assert not off.early_stop
+    s_off = compute_summary(wcfg_off, off)
+    assert s_off["budget_units_min"] == s_off["budget_units_max"] == s_on["budget_units_max"]
+    assert "early stopping is off" in compute_text(s_off)
+    # the round's own setting wins over the config's
+    rounds = dict(wcfg_off.rounds)
+    rounds["round_a"] = {**rounds["round_a"], "early_stop": {"enabled": True}}
+    assert plan_round(dataclasses.replace(wcfg_off, rounds=rounds), "round_a").early_stop

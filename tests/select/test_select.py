@@ -66,6 +66,21 @@ def test_sigma_factor_moves_the_threshold(tmp_path):
     assert decide("r", False, run, base, "nrmse", 2.0, 0.35)["decision"] == "stop"
 
 
+def test_exhaustive_round_continues_every_run_and_keeps_the_rules_decision(tmp_path):
+    base = baseline_reference(
+        [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52, 0.54])], "nrmse")
+    weak, strong = write_eval(tmp_path / "w.nc", 0.515), write_eval(tmp_path / "s.nc", 0.45)
+    off = decide("w", False, weak, base, "nrmse", 1.0, 0.35, enabled=False)
+    assert (off["decision"], off["rule_decision"], off["continue"]) == ("continue", "stop", True)
+    assert off["saved_fraction"] == 0.0 and "early stopping off" in off["reason"]
+    on = decide("w", False, weak, base, "nrmse", 1.0, 0.35)
+    assert (on["decision"], on["rule_decision"]) == ("stop", "stop")
+    kept = decide("s", False, strong, base, "nrmse", 1.0, 0.35, enabled=False)
+    assert (kept["decision"], kept["rule_decision"]) == ("continue", "continue")
+    bad = write_eval(tmp_path / "d.nc", math.nan, diverged=True)
+    assert decide("d", False, bad, base, "nrmse", 1.0, 0.35, enabled=False)["decision"] == "diverged"
+
+
 def test_baseline_continues_and_diverged_stops(tmp_path):
     evals = [write_eval(tmp_path / f"b{i}.nc", v) for i, v in enumerate([0.50, 0.52])]
     base = baseline_reference(evals, "nrmse")

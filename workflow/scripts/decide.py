@@ -16,6 +16,7 @@ result = decide(
     objective=snakemake.params.objective,
     sigma_factor=float(es["sigma_factor"]),
     probe_fraction=float(es["probe_fraction"]),
+    enabled=bool(snakemake.params.early_stop_enabled),
 )
 log.info("%s: %s (%s)", result["run"], result["decision"], result["reason"])
 write_json(snakemake.output[0], result)

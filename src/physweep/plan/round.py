@@ -88,6 +88,7 @@ class RoundPlan:
     varied: list[str]  # knobs that take more than one value in the round
     baseline: list[str] = field(default_factory=list)
     designs: list[dict[str, Any]] = field(default_factory=list)  # per block: design_info()
+    early_stop: bool = True  # false: exhaustive round, every run trains to the end
 
     def run(self, name: str) -> PlannedRun:
         try:
@@ -358,7 +359,17 @@ def plan_round(wcfg: WorkflowConfig, name: str, winners: dict[str, dict[str, Any
         runs=runs, aliases=aliases, warnings=warnings, blocks=[b["name"] for b in rnd["blocks"]],
         block_sources=block_sources, inherits=[i["round"] for i in rnd.get("inherit", [])],
         varied=varied, baseline=[r.name for r in runs if r.is_baseline], designs=design_infos,
+        early_stop=early_stop_enabled(wcfg.config, rnd),
     )
+
+
+def early_stop_enabled(config: dict[str, Any], rnd: dict[str, Any]) -> bool:
+    """Whether the early-stop rule may stop runs of this round: the round's
+    ``early_stop.enabled`` when it sets one, else the config's (default true)."""
+    own = (rnd.get("early_stop") or {}).get("enabled")
+    if own is not None:
+        return bool(own)
+    return bool(config["early_stop"].get("enabled", True))
 
 
 def known_rounds(wcfg: WorkflowConfig) -> str:

@@ -121,8 +121,10 @@ def compute_summary(wcfg: WorkflowConfig, plan: RoundPlan) -> dict[str, Any]:
     comp = wcfg.config["compute"]
     steps = effective_size(wcfg.preset, "budget_steps", int(comp["budget_steps"]),
                            str(wcfg.preset_file))
+    if not plan.early_stop:  # exhaustive round: every training continues to the end
+        t_base, n_base = t, n
     return {
-        "runs": n, "trainings": t,
+        "runs": n, "trainings": t, "early_stop": plan.early_stop,
         "shared": [runs for runs in trainings.values() if len(runs) > 1],
         "probe_jobs": t, "continuations_min": t_base, "continuations_max": t,
         "training_jobs_min": t + t_base, "training_jobs_max": 2 * t,
@@ -144,9 +146,12 @@ def compute_text(summary: dict[str, Any]) -> str:
                + "; ".join(" = ".join(runs) for runs in s["shared"]) + ")" if s["shared"] else "")
             + f"\ntraining jobs: {s['training_jobs_min']}-{s['training_jobs_max']} "
             f"({s['trainings']} trainings to the probe point, then "
-            f"{s['continuations_min']}-{s['continuations_max']} continuations: the baseline "
-            f"replicates' and those of runs the early-stop rule keeps)\n"
-            f"compute: {_units(s['budget_units_min'])}-{_units(s['budget_units_max'])} budget "
+            + (f"{s['continuations_min']}-{s['continuations_max']} continuations: the baseline "
+               f"replicates' and those of runs the early-stop rule keeps)\n"
+               if s.get("early_stop", True) else
+               f"{s['continuations_max']} continuations: early stopping is off, every run trains "
+               "to the end; the rule's decisions are recorded)\n")
+            + f"compute: {_units(s['budget_units_min'])}-{_units(s['budget_units_max'])} budget "
             f"units (1 unit = one run's full training budget, {s['unit']}; a training stopped at "
             f"the probe costs {s['probe_fraction']:g})")
     if s["shared"]:

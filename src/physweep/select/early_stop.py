@@ -45,8 +45,13 @@ def baseline_reference(baseline_evals: list[Path], objective: str,
 
 
 def decide(run: str, is_baseline: bool, run_eval: Path, baseline: dict[str, Any],
-           objective: str, sigma_factor: float, probe_fraction: float) -> dict[str, Any]:
-    """Continue or stop one run at the probe point; ``baseline`` is baseline_reference()'s."""
+           objective: str, sigma_factor: float, probe_fraction: float,
+           enabled: bool = True) -> dict[str, Any]:
+    """Continue or stop one run at the probe point; ``baseline`` is baseline_reference()'s.
+
+    With ``enabled`` false (an exhaustive round) a run the rule would stop continues:
+    ``decision`` is "continue", ``rule_decision`` keeps what the rule said (and ``reason`` says
+    both), so the round's probe decisions can be replayed against its full-budget results."""
     if baseline["objective"] != objective:
         raise ValueError(f"baseline reference is for objective {baseline['objective']!r}, "
                          f"not {objective!r}")
@@ -71,6 +76,11 @@ def decide(run: str, is_baseline: bool, run_eval: Path, baseline: dict[str, Any]
     else:
         decision = "continue"
         reason = f"improvement {mean - score:.4g} >= {sigma_factor:g} sigma = {sigma_factor * sigma:.4g}"
+    out["rule_decision"] = decision
+    out["early_stop_enabled"] = bool(enabled)
+    if not enabled and decision == "stop":
+        decision = "continue"
+        reason = f"early stopping off (exhaustive round); the rule would stop: {reason}"
     out["decision"] = decision
     out["reason"] = reason
     out["continue"] = decision in ("continue", "baseline")
