@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from physweep.select.replay import (ExhaustiveRound, RunCurve, load_exhaustive_round,
-                                    no_stopping, optuna_policy, replay_round, score_outcome,
-                                    sigma_rule)
+from physweep.select.replay import (
+    ExhaustiveRound,
+    RunCurve,
+    load_exhaustive_round,
+    no_stopping,
+    optuna_policy,
+    replay_round,
+    score_outcome,
+    sigma_rule,
+)
 
 STEPS = 100
 
