@@ -126,6 +126,8 @@ def load_exhaustive_round(round_dir: Path, loss_variable: str = "loss_rollout") 
         if decision.get("decision") == "stop":
             raise ValueError(f"{decision_file}: decision 'stop': round {plan['round']} was run "
                              "with early stopping on; replay needs early_stop.enabled: false")
+        if decision.get("decision") == "diverged":  # not trained on: its record is the probe
+            final_file = run_dir / "probe_eval.nc"
         for f in (final_file, run_dir / "probe_eval.nc"):
             if not f.exists():
                 raise ValueError(f"{f}: missing; the round is not finished")
@@ -133,7 +135,10 @@ def load_exhaustive_round(round_dir: Path, loss_variable: str = "loss_rollout") 
         factors.add(float(decision.get("sigma_factor", 1.0)))
         final = read_eval(final_file)
         probe = read_eval(run_dir / "probe_eval.nc")
-        log_file = round_dir / "trainings" / str(rec["training"]) / "final" / "train_log.nc"
+        training_dir = round_dir / "trainings" / str(rec["training"])
+        log_file = training_dir / "final" / "train_log.nc"
+        if not log_file.exists() and decision.get("decision") == "diverged":
+            log_file = training_dir / "probe" / "train_log.nc"
         if not log_file.exists():
             raise ValueError(f"{log_file}: missing; the round is not finished")
         with xr.open_dataset(log_file) as ds:
