@@ -162,7 +162,9 @@ def test_round_report(tmp_path, energy):
     assert "lr~2e-4" in html.split("<h2>Ranking</h2>")[0]  # winner in the summary
     assert "lr = 0.0002" in html  # fixed for next round
     assert "warmup~0.06" in html.split("<h2>Ranking</h2>")[0]  # early-stopped listed
-    assert "saving 10% of the round" in html  # 0.6 of 1 run out of 6
+    # warmup~0.06 stopped on a training that continued for lr~4.5e-4: it saved nothing
+    assert "saving 0% of the round's training compute (0 of 5 budget units" in html
+    assert "stopped on a training that continued for another run: nothing saved" in html
     assert "mass_flux" in html.split("<h2>Ranking</h2>")[0]  # failing gate named
     assert "batch_tokens differs" in html  # guardrail warning
     assert ("time per step (s/step)" in html) is (not energy)
@@ -229,7 +231,7 @@ def test_round_report_sections_on_synthetic_round(tmp_path):
     assert "Objective:</b> nrmse (lowest" in summary
     assert winner in summary and "lr = " in summary and "ema = " in summary
     assert re.search(r"Early-stopped:</b> \d+ run\(s\), saving [\d.]+% of the round's training "
-                     r"compute, ≈ [\d.e-]+ GPU-hours", summary)
+                     r"compute \([\d.]+ of \d+ budget units.*\), ≈ [\d.e-]+ GPU-hours", summary)
     for run in promoted:
         assert run in summary
     div = ranking.loc[ranking["status"] == "diverged", "run"].iloc[0]
@@ -350,3 +352,156 @@ def test_error_vs_lead_figure_draws_baselines_and_survives_bad_values():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     zero = {"test": {"persistence": (lead, np.zeros(8)), "linear": (lead, np.inf * lead)}}
     assert error_vs_lead_figure(series, baselines=zero)[:4] == b"\x89PNG"
+
+
+# ----------------------------------------------------------------------------- issue 12:
+# what early stopping saved (per training), exhaustive rounds, reused trainings
+
+
+def _section(html: str) -> str:
+    return html.split('<h2 id="early-stopping-saved">What early stopping saved</h2>')[1] \
+        .split("<h2>")[0]
+
+
+def _rows(table: str) -> dict[str, str]:
+    """Rows of a report table by their first cell's text."""
+    body = table.split("<tbody>")[1]
+    return {re.sub(r"<[^>]+>", "", r.split("</td>")[0]).strip(): r
+            for r in body.split("</tr>") if "<td" in r}
+
+
+def _add_stopped(inputs, tmp_path, run, training, score=0.42):
+    """A run early-stopped at the probe (40% of the budget) on ``training``."""
+    csv = inputs["ranking_csv"]
+    df = pd.read_csv(csv)
+    row = df[df["run"] == "warmup~0.06"].iloc[0].copy()
+    row["run"], row["nrmse"] = run, score
+    pd.concat([df, row.to_frame().T], ignore_index=True).to_csv(csv, index=False)
+    d = tmp_path / "runs" / run
+    d.mkdir(parents=True)
+    (d / "decision.json").write_text(json.dumps({
+        "run": run, "decision": "stop", "rule_decision": "stop", "early_stop_enabled": True,
+        "improvement": 0.305 - score, "sigma": 0.01, "sigma_factor": 1.0,
+        "sigma_method": "seeds", "baseline_mean": 0.305, "run_score": score,
+        "probe_fraction": 0.4, "saved_fraction": 0.6}))
+    inputs["decisions"][run] = d / "decision.json"
+    plan = json.loads(inputs["plan_json"].read_text())
+    plan["runs"].append({**plan["runs"][0], "run": run, "training": training})
+    inputs["plan_json"].write_text(json.dumps(plan))
+
+
+def test_early_stopping_saved_is_counted_per_training(tmp_path):
+    inputs = _inputs(tmp_path)  # warmup~0.06: stopped, its training continued (lr~4.5e-4)
+    _add_stopped(inputs, tmp_path, "batch~64", "t-batch~64")  # alone on its training
+    _add_stopped(inputs, tmp_path, "depth~2", "t-depth")  # two stopped runs on one training
+    _add_stopped(inputs, tmp_path, "depth~2_b", "t-depth")
+    html = build_round_report(**inputs, out_html=tmp_path / "r.html").read_text()
+    # 7 trainings; saved: t-batch~64 0.6 + t-depth 0.6 (once) + t-lr~4.5e-4 0 = 1.2 units
+    # (per run it would be 4 x 0.6 = 2.4)
+    summary = html.split("<h2>Ranking</h2>")[0]
+    assert "Early-stopped:</b> 4 run(s), saving 17.1% of the round's training compute " \
+           "(1.2 of 7 budget units" in summary
+    section = _section(html)
+    assert "Training compute spent 5.2 of 7 budget units (74.3% of the exhaustive budget" in section
+    assert "early stopping saved 1.2 budget units (17.1% of the exhaustive budget) on 2 of 7 " \
+           "trainings" in section
+    trainings = _rows(_table(section, "stopping-trainings"))
+    assert set(trainings) == {"t-lr~4.5e-4", "t-batch~64", "t-depth"}
+    cells = {t: re.findall(r'<td data-v="([^"]*)"', r) for t, r in trainings.items()}
+    assert [float(cells[t][4]) for t in ("t-lr~4.5e-4", "t-batch~64", "t-depth")] == \
+        pytest.approx([0.0, 0.6, 0.6])
+    assert "continued for another run: nothing saved" in trainings["t-lr~4.5e-4"]
+    # the stopped runs against the baseline band, improvement in sigma units
+    assert "baseline mean 0.305" in section and "σ = 0.01 (seeds" in section
+    assert "mean − 1·σ = 0.295" in section
+    stopped = _rows(_table(section, "stopped-runs"))
+    assert set(stopped) == {"warmup~0.06", "batch~64", "depth~2", "depth~2_b"}
+    batch = re.findall(r'<td data-v="([^"]*)"', stopped["batch~64"])
+    assert float(batch[3]) == pytest.approx(0.42)
+    assert float(batch[5]) == pytest.approx((0.305 - 0.42) / 0.01)
+    assert "continued, nothing saved" in stopped["warmup~0.06"]
+    assert "stopped too" in stopped["depth~2"]
+
+
+def _exhaustive(inputs, would_stop):
+    """Rewrite the round as exhaustive: every decision taken with early stopping off, the
+    rule's decision "stop" for ``would_stop``; every run trained to the end."""
+    df = pd.read_csv(inputs["ranking_csv"])
+    df.loc[df["status"] == "early_stopped", ["status", "compute_fraction", "train_steps"]] = \
+        ["ok", 1.0, 100]
+    df.to_csv(inputs["ranking_csv"], index=False)
+    for run, path in inputs["decisions"].items():
+        dec = json.loads(path.read_text())
+        if dec["decision"] == "stop":
+            dec["decision"] = "continue"
+        dec["rule_decision"] = "stop" if run in would_stop else dec["decision"]
+        dec["early_stop_enabled"] = False
+        dec["saved_fraction"] = 0.6 if dec["decision"] == "diverged" else 0.0
+        path.write_text(json.dumps(dec))
+
+
+def test_exhaustive_round_says_what_the_rule_would_have_stopped(tmp_path):
+    inputs = _inputs(tmp_path)
+    _exhaustive(inputs, {"warmup~0.06", "lr~2e-4"})
+    html = build_round_report(**inputs, out_html=tmp_path / "r.html").read_text()
+    summary = html.split("<h2>Ranking</h2>")[0]
+    assert "Early-stopped:</b> none — early stopping was off" in summary
+    section = _section(html)
+    assert "Early stopping was off in this round" in section
+    # lr~2e-4 alone on its training: 0.6 saved; warmup~0.06's training continued (lr~4.5e-4)
+    assert "would have stopped 2 run(s): lr~2e-4, warmup~0.06, saving 0.6 budget units " \
+           "(12% of the exhaustive budget) on 1 of 5 trainings" in section
+    stopped = _rows(_table(section, "stopped-runs"))
+    assert set(stopped) == {"lr~2e-4", "warmup~0.06"}
+    win = re.findall(r'<td data-v="([^"]*)"', stopped["lr~2e-4"])
+    assert float(win[6]) == pytest.approx(0.20) and win[7] == "1"  # final small-eval score
+    assert "winner, best by small eval" in stopped["lr~2e-4"]
+    assert "The rule would have lost the winner: it would have stopped lr~2e-4" in section
+
+
+def test_exhaustive_round_rule_keeping_the_winner_and_nothing_stopped(tmp_path):
+    inputs = _inputs(tmp_path)
+    _exhaustive(inputs, {"warmup~0.06"})
+    section = _section(build_round_report(**inputs, out_html=tmp_path / "r.html").read_text())
+    assert "would have stopped 1 run(s): warmup~0.06, saving 0 budget units" in section
+    assert "The rule would not have stopped the winner: the best run by the small eval is " \
+           "lr~2e-4 (final small-eval score 0.2)" in section
+    _exhaustive(inputs, set())
+    section = _section(build_round_report(**inputs, out_html=tmp_path / "r.html").read_text())
+    assert "Early stopping was off in this round" in section and "would have stopped no run" \
+        in section and "<table" not in section
+    # early stopping on, nothing stopped: one line
+    for path in inputs["decisions"].values():
+        dec = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in dec.items()
+                                    if k not in ("rule_decision", "early_stop_enabled")}))
+    section = _section(build_round_report(**inputs, out_html=tmp_path / "r.html").read_text())
+    assert section.strip() == "<p>No run was early-stopped: every training ran to the end.</p>"
+
+
+def test_reused_training_counts_zero_spent(tmp_path):
+    inputs = _inputs(tmp_path)
+    # lr~2e-4's training was copied from an identical training (both stages): not trained
+    stage = tmp_path / "trainings" / "t-lr~2e-4"
+    for name in ("probe", "final"):
+        (stage / name).mkdir(parents=True)
+        (stage / name / "identity.json").write_text(json.dumps(
+            {"identity": "abc", "reused_from": f"results/round_a/trainings/t-x/{name}"}))
+    log = stage / "final" / "train_log.nc"
+    log.write_bytes(inputs["train_logs"]["lr~2e-4"].read_bytes())
+    inputs["train_logs"] = {**inputs["train_logs"], "lr~2e-4": log}
+    # base_s0's probe stage was copied, its continuation trained: 0.4 of its 1 unit is free
+    stage = tmp_path / "trainings" / "t-base_s0"
+    for name, src in (("probe", "results/round_a/trainings/t-y/probe"), ("final", None)):
+        (stage / name).mkdir(parents=True)
+        (stage / name / "identity.json").write_text(json.dumps({"identity": "d",
+                                                                "reused_from": src}))
+    log = stage / "final" / "train_log.nc"
+    log.write_bytes(inputs["train_logs"]["base_s0"].read_bytes())
+    inputs["train_logs"]["base_s0"] = log
+    html = build_round_report(**inputs, out_html=tmp_path / "r.html").read_text()
+    # 4.4 units ran; 1 (lr~2e-4) + 0.4 (base_s0's probe) copied: 3 spent; sharing still 0.4
+    assert "training compute spent 3 budget units (2 training(s) reused: copied from an " \
+           "identical training, not trained, 1.4 units counted 0), 0.4 saved by sharing " \
+           "(4.8 with one training per run)" in html
+    assert "Training compute spent 3 of 5 budget units" in _section(html)

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 __all__ = [
     "BASELINE_STYLES",
     "FIGURE_NAMES",
+    "early_stopping_figure",
     "error_vs_lead_figure",
     "gate_matrix_figure",
     "interactions_figure",
@@ -37,6 +38,7 @@ FIGURE_NAMES = {
     "reliability": "reliability.png",
     "main_effects": "main_effects.png",
     "interactions": "interactions.png",
+    "early_stopping": "early_stopping.png",
 }
 
 _DPI = 90
@@ -510,4 +512,53 @@ def interactions_figure(
         ax.set_visible(False)
     if note:
         fig.suptitle(note, fontsize=9)
+    return _png(fig)
+
+
+#: decision -> (marker colour, label) of the early-stopping strip plot
+DECISION_STYLES = {"baseline": ("0.35", "baseline"), "continue": ("C0", "continued"),
+                   "stop": ("C3", "stopped"), "diverged": ("C1", "diverged")}
+
+
+def early_stopping_figure(
+    scores: Mapping[str, float],
+    decisions: Mapping[str, str | None],
+    *,
+    mean: float,
+    sigma: float,
+    sigma_factor: float,
+    score_label: str = "objective at the probe point",
+    rule: bool = False,
+) -> bytes:
+    """Strip plot of every run's probe score by decision, with the baseline band (mean ± σ,
+    shaded) and the stop threshold (mean − sigma_factor·σ); runs above the line stop.
+    ``rule``: the decisions are what the rule would have decided (early stopping was off)."""
+    fig, (ax,) = _new((7.5, 4.2))
+    pts = {r: float(s) for r, s in scores.items() if math.isfinite(float(s))}
+    if not pts:
+        _note(ax, "no probe scores recorded")
+        return _png(fig)
+    groups = [g for g in DECISION_STYLES if any(decisions.get(r) == g for r in pts)]
+    rng = np.random.default_rng(0)
+    for x, g in enumerate(groups):
+        ys = [pts[r] for r in pts if decisions.get(r) == g]
+        color, label = DECISION_STYLES[g]
+        ax.scatter(x + rng.uniform(-0.15, 0.15, len(ys)), ys, s=30, color=color, zorder=3,
+                   marker="x" if g == "stop" else "o",
+                   label=("would stop" if rule and g == "stop" else label) + f" ({len(ys)})")
+    if math.isfinite(mean) and math.isfinite(sigma):
+        ax.axhspan(mean - sigma, mean + sigma, color="0.85", zorder=0,
+                   label=f"baseline mean ± σ ({mean:.3g} ± {sigma:.3g})")
+        ax.axhline(mean, color="0.4", lw=1, zorder=1)
+        thr = mean - sigma_factor * sigma
+        ax.axhline(thr, color="C3", ls="--", lw=1.4, zorder=2,
+                   label=f"stop threshold mean − {sigma_factor:g}σ = {thr:.3g}")
+    ax.set_xticks(range(len(groups)), [("would stop" if rule and g == "stop" else
+                                        DECISION_STYLES[g][1]) for g in groups])
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylabel(score_label + " (lower is better)")
+    ax.set_title("Early stopping: probe scores against the baseline band"
+                 + (" (rule only: early stopping off)" if rule else ""), fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)

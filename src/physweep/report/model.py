@@ -137,6 +137,21 @@ class Decision:
     def saved_fraction(self) -> float:
         return num(self.fields.get("saved_fraction"))
 
+    @property
+    def enabled(self) -> bool:
+        """Whether early stopping was on (false: an exhaustive round, every run trained to
+        the end). Decision files written before the field existed: on."""
+        return self.fields.get("early_stop_enabled", True) is not False
+
+    @property
+    def rule_decision(self) -> str | None:
+        """What the sigma rule said (in an exhaustive round a run it would stop continues);
+        decision files written before the field existed: the decision."""
+        return self.fields.get("rule_decision") or self.decision
+
+    def get(self, name: str) -> float:
+        return num(self.fields.get(name))
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -207,6 +222,9 @@ class RunResult:
     decision: Decision | None = None
     log: TrainLog | None = None
     eval: Any = None  # xarray.Dataset of the record eval (full eval for promoted runs)
+    #: the stages of the run's training (probe, final) that recorded their identity ->
+    #: where the stage was copied from (``reused_from``), None when it was trained
+    stages: dict[str, str | None] = field(default_factory=dict)
 
     def get(self, column: str, default: Any = None) -> Any:
         return self.row.get(column, default)
@@ -310,6 +328,22 @@ class RoundResults:
     def knobs(self) -> list[str]:
         """The swept knobs (``knob.<name>`` columns of the ranking)."""
         return [c[len(KNOB_PREFIX):] for c in self.ranking.columns if c.startswith(KNOB_PREFIX)]
+
+    @property
+    def training_of(self) -> dict[str, str]:
+        """Run -> its training (plan.json's ``training``); a run the plan does not place on a
+        training has one of its own, named after the run."""
+        listed = {str(r.get("run")): str(r["training"]) for r in (self.plan.get("runs") or [])
+                  if isinstance(r, Mapping) and r.get("training")}
+        return {name: listed.get(name, name) for name in self.runs}
+
+    @property
+    def trainings(self) -> dict[str, list[str]]:
+        """Training -> the runs on it, in ranking order."""
+        out: dict[str, list[str]] = {}
+        for run, training in self.training_of.items():
+            out.setdefault(training, []).append(run)
+        return out
 
     @property
     def logs(self) -> dict[str, TrainLog]:
@@ -441,6 +475,30 @@ class _Reader:
             return None
 
 
+#: a training stage's identity record (physweep.train.shared.IDENTITY_FILE, beside its log)
+IDENTITY_FILE = "identity.json"
+STAGES = ("probe", "final")
+
+
+def training_stages(train_log: Path) -> dict[str, str | None]:
+    """The stages of the training a run's train log belongs to
+    (``trainings/<training>/<stage>/train_log.nc``) that recorded their identity: stage ->
+    ``reused_from`` (the training the stage was copied from instead of trained), None when it
+    was trained. Empty for a log outside that layout or stages without a record."""
+    stage_dir = Path(train_log).parent
+    if stage_dir.name not in STAGES:
+        return {}
+    out: dict[str, str | None] = {}
+    for stage in STAGES:
+        try:
+            record = json.loads((stage_dir.parent / stage / IDENTITY_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, Mapping):
+            out[stage] = str(record["reused_from"]) if record.get("reused_from") else None
+    return out
+
+
 def _run(row: Mapping[str, Any]) -> RunResult:
     status = row.get("status")
     status = "unknown" if status is None or (isinstance(status, float) and math.isnan(status)) \
@@ -455,7 +513,9 @@ def load_round(round_name: str, ranking_csv: Path, decisions: Mapping[str, Path]
                winners_yaml: Path | None, plan_json: Path | None) -> RoundResults:
     """Read a round's results. Only the ranking is required; any other unreadable input is
     recorded in ``problems``. ``eval_files`` are the runs' record evals (full eval for the
-    promoted runs, else the small or probe eval)."""
+    promoted runs, else the small or probe eval). Beside each train log in the workflow's
+    layout (``trainings/<training>/<stage>/``) the training's stage identity records are read
+    (:func:`training_stages`): a stage copied from an identical training was not trained."""
     rd = _Reader()
     df = load_ranking(ranking_csv)
     runs = {r.name: r for r in (_run(row) for row in df.to_dict("records"))}
@@ -467,6 +527,8 @@ def load_round(round_name: str, ranking_csv: Path, decisions: Mapping[str, Path]
         ds = rd.netcdf(Path(path), f"train log of {name}")
         if ds is not None and name in runs:
             runs[name].log = _train_log(ds)
+        if name in runs:
+            runs[name].stages = training_stages(Path(path))
     for name, path in eval_files.items():
         ds = rd.netcdf(Path(path), f"eval of {name}")
         if name in runs:

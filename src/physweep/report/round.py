@@ -33,6 +33,7 @@ from physweep.report.model import (
     num,
 )
 from physweep.report.round_figures import Figure, effect_figures, round_figures
+from physweep.report.stopping import exhaustive, stopping_section, stopping_summary
 from physweep.select.rank import RANK_METRICS
 
 __all__ = ["DEFAULT_RERUN_HINT", "build_round_report", "load_ranking", "write_round_report"]
@@ -71,27 +72,6 @@ def _macros():
 # ----------------------------------------------------------------------------- summary
 
 
-def _saved_by_stopping(res: RoundResults, stopped: list[RunResult], unit: str) -> dict:
-    """Compute saved by the early-stopped runs: per run the fraction of its budget (decision,
-    else 1 - compute fraction) and the hours at its measured step time."""
-    by_pct: dict[str, list[str]] = {}
-    saved_total, hours_total, hours_known = 0.0, 0.0, True
-    for run in stopped:
-        frac = run.decision.saved_fraction if run.decision else math.nan
-        if not math.isfinite(frac):
-            frac = 1.0 - run.compute_fraction
-        sps = run.log.step_time if run.log is not None else math.nan
-        hours = frac * run.total_steps * sps / 3600
-        saved_total += frac if math.isfinite(frac) else 0.0
-        hours_total += hours if math.isfinite(hours) else 0.0
-        hours_known &= math.isfinite(hours)
-        by_pct.setdefault(fmt(100 * frac if math.isfinite(frac) else frac), []).append(run.name)
-    n = len(res.runs)
-    return {"saved_pct": fmt(100.0 * saved_total / n if n else math.nan),
-            "saved_hours": f"{hours_total:.3g}" if hours_known and stopped else "",
-            "saved_by_pct": list(by_pct.items()), "unit": unit}
-
-
 def _round_hours(res: RoundResults) -> float:
     """Training hours actually spent by the round (the logged step times, summed)."""
     total = 0.0
@@ -116,21 +96,18 @@ def _gate_failures(res: RoundResults) -> list[tuple[tuple[str, ...], list[str]]]
 def _summary(res: RoundResults) -> SimpleNamespace:
     runs = list(res.runs.values())
     stopped = [r for r in runs if r.early_stopped]
-    unit = res.hours_unit()
     fixed = res.winners_file.get("fixed_for_next") or {}
     fixed = dict(fixed) if isinstance(fixed, Mapping) else {}
     swept = set(res.knobs)
     fracs = [r.compute_fraction for r in runs]
     used = 100.0 * np.nanmean(fracs) if any(math.isfinite(f) for f in fracs) else math.nan
     hours = _round_hours(res)
-    training_of = {str(r.get("run")): str(r["training"]) for r in (res.plan.get("runs") or [])
-                   if isinstance(r, Mapping) and r.get("training")}
-    sharing = (sharing_compute({r.name: r.compute_fraction for r in runs}, training_of)
-               if training_of else None)
+    saving = stopping_summary(res)
+    shared = any(isinstance(r, Mapping) and r.get("training")
+                 for r in res.plan.get("runs") or [])
+    if not shared:  # the plan does not record trainings: nothing to say about sharing
+        saving["sharing"] = None
     return SimpleNamespace(
-        sharing=None if sharing is None else SimpleNamespace(
-            trainings=sharing[0], spent=f"{sharing[1]:.3g}",
-            saved=f"{sharing[2] - sharing[1]:.3g}", alone=f"{sharing[2]:.3g}"),
         objective=res.objective, objective_description=res.plan.get("objective_description"),
         winners=res.winners, reason=res.winners_file.get("reason"), fixed=fixed,
         fixed_head=[k for k in fixed if k in swept], fixed_rest=[k for k in fixed if k not in swept],
@@ -140,26 +117,7 @@ def _summary(res: RoundResults) -> SimpleNamespace:
         diverged=sorted(r.name for r in runs if r.diverged),
         failed=sorted(r.name for r in runs if r.status == "failed"),
         gate_failures=_gate_failures(res), n_warnings=len(_warnings(res)),
-        **_saved_by_stopping(res, stopped, unit))
-
-
-def sharing_compute(fractions: Mapping[str, float], training_of: Mapping[str, str]
-                    ) -> tuple[int, float, float]:
-    """(distinct trainings, budget units spent, budget units the runs would have cost alone).
-
-    ``fractions``: each run's compute fraction (steps its record's training ran / the budget);
-    runs on one training (``training_of``, plan.json's ``training``) spent it once: the
-    training's cost is its longest run's fraction (a stopped run on a training that continued
-    for another run read the probe, the training went on)."""
-    spent: dict[str, float] = {}
-    alone = 0.0
-    for run, frac in fractions.items():
-        if not math.isfinite(frac):
-            continue
-        key = training_of.get(run, run)
-        spent[key] = max(spent.get(key, 0.0), frac)
-        alone += frac
-    return len(spent), sum(spent.values()), alone
+        rule_off=exhaustive(res), **saving)
 
 
 def _warnings(res: RoundResults) -> list[str]:
@@ -507,6 +465,7 @@ def write_round_report(res: RoundResults, out_html: Path, figures_dir: Path | No
         s=_summary(res), rank_rule=RANK_RULE, ranking_html=ranking_html,
         regime_html=regime_html, figure_groups=list(groups.items()),
         effects_html=effects_html, effect_figures=eff_figs, decisions=decisions_section(res),
+        es=stopping_section(res),
         warnings=_warnings(res), plan=plan_section(res), problems=res.problems,
         provenance=provenance_section(res), rerun=rerun)
     out_html = Path(out_html)

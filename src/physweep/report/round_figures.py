@@ -17,6 +17,7 @@ from physweep.report.effects import EffectsResult, short_label
 from physweep.report.evaldata import calibration, lead_series, pareto_baselines
 from physweep.report.html import environment
 from physweep.report.model import RoundResults, num
+from physweep.report.stopping import exhaustive
 
 __all__ = ["Figure", "round_figures"]
 
@@ -165,8 +166,23 @@ def effect_figures(res: RoundResults, eff: EffectsResult | None, caption) -> lis
                    _captions().interactions())]
 
 
+def early_stopping(res: RoundResults) -> Figure:
+    """Every run's probe score by decision (the rule's in an exhaustive round), the band."""
+    rule, decs = exhaustive(res), res.decisions
+    band = next((d for d in decs.values() if math.isfinite(d.get("baseline_mean"))), None)
+    png = F.early_stopping_figure(
+        {r: d.run_score for r, d in decs.items()},
+        {r: d.rule_decision if rule else d.decision for r, d in decs.items()},
+        mean=band.get("baseline_mean") if band else math.nan,
+        sigma=band.get("sigma") if band else math.nan,
+        sigma_factor=band.get("sigma_factor") if band else math.nan,
+        score_label=f"{res.objective} at the probe point", rule=rule)
+    return Figure("early_stopping", png, _captions().early_stopping(rule))
+
+
 def round_figures(res: RoundResults) -> dict[str, list[Figure]]:
     """The figures of the round report by section title (effects figures: see
     :func:`effect_figures`)."""
     return {"Training and accuracy": [learning_curves(res), error_vs_lead(res), pareto(res)],
-            "Physics gates and calibration": [gate_matrix(res), reliability(res)]}
+            "Physics gates and calibration": [gate_matrix(res), reliability(res)],
+            "Early stopping": [early_stopping(res)]}
