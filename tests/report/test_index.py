@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import html as html_mod
+import json
 import math
 import re
 from pathlib import Path
@@ -214,9 +215,71 @@ def test_summary_scores_baselines_and_compute(tmp_path):
     # older ranking.csv without the baseline columns
     assert rows["round_a"]["persistence nRMSE"] == "—" == rows["round_a"]["reference nRMSE"]
     assert rows["round_a"]["score"] == "0.3"
-    # 1 + 1 + 0.35 + 0.2 of 4 run budgets; the early-stopped run saved 0.65 (35 of 100 steps)
-    assert b["training compute used"] == "2.55 of 4 run budgets (64%), 255 steps"
-    assert b["saved by early stopping"] == "0.65 run budgets (16%) by 1 early stop, 65 steps"
+    # no plan.json: one training per run (footnoted): 1 + 1 + 0.35 + 0.2 of 4 training
+    # budgets; the early-stopped run's training saved 0.65 (35 of 100 steps)
+    assert b["training compute used"] == "2.55 of 4 training budgets (64%), 255 steps*"
+    assert b["saved by early stopping"] == \
+        "0.65 training budgets (16%) on 1 training stopped at the probe, 65 steps"
+    assert "<sup>*</sup> round_a, round_b: plan.json records no trainings" in html
+
+
+# runs of a round on shared trainings (plan.json "training"), with the decisions beside them
+SHARED = [  # run, status, compute fraction, training, decision.json's decision (None: none)
+    ("baseline", "ok", 1.0, "t-base", None),
+    ("win", "ok", 1.0, "t-win", None),
+    ("shared", "early_stopped", 0.35, "t-win", None),  # its training continued for "win"
+    ("stop_a", "early_stopped", 0.35, "t-stop", None),  # two stopped runs, one training
+    ("stop_b", "early_stopped", 0.35, "t-stop", None),
+    ("div", "diverged", 0.2, "t-div", None),
+    # diverged after it continued at the probe (decision.json: continue), its training
+    # shared with a stopped run: that training was not stopped
+    ("late_div", "diverged", 0.8, "t-late", "continue"),
+    ("stop_c", "early_stopped", 0.35, "t-late", "stop"),
+]
+
+
+def _shared_round(d: Path) -> None:
+    pd.DataFrame([{"run": r, "block": "b", "status": st, "winner": r == "win", "score": 0.3,
+                   "nrmse": 0.4, "compute_fraction": f, "train_steps": round(100 * f)}
+                  for r, st, f, _, _ in SHARED]).to_csv(d / "ranking.csv", index=False)
+    (d / "plan.json").write_text(json.dumps(
+        {"round": d.name, "runs": [{"run": r, "training": t} for r, _, _, t, _ in SHARED]}))
+    for r, _, _, _, dec in SHARED:
+        if dec:
+            (d / "runs" / r).mkdir(parents=True)
+            (d / "runs" / r / "decision.json").write_text(json.dumps(
+                {"run": r, "decision": dec, "probe_fraction": 0.35}))
+
+
+def _compute_cells(html: str, name: str) -> tuple[str, str]:
+    rows = _rows(re.search(r'id="rounds">(.*?)</table>', html, re.S).group(1))
+    return next(tuple(r[-2:]) for r in rows if r[0] == name)
+
+
+def test_compute_is_counted_per_training(tmp_path):
+    configs = {"round_a": ROUND_A, "round_b": ROUND_B}
+    kw, _ = _fake_results(tmp_path, configs, DEFAULTS)
+    _shared_round(tmp_path / "round_a")
+    html = build_index(out_html=tmp_path / "report.html", **kw).read_text()
+    used, saved = _compute_cells(html, "round_a")
+    # 5 trainings: t-base 1 + t-win 1 + t-stop 0.35 + t-div 0.2 + t-late 0.8 = 3.35 used;
+    # only t-stop (both its runs stopped) saved, once: 0.65. Per run it would be 4.4 of 8
+    # run budgets used and 4 x 0.65 = 2.6 saved.
+    assert used == "3.35 of 5 training budgets (67%), 335 steps"
+    assert saved == "0.65 training budgets (13%) on 1 training stopped at the probe, 65 steps"
+    # round_b has no plan.json: one training per run, said in the footnote only
+    assert _compute_cells(html, "round_b")[0].endswith("*")
+    assert "<sup>*</sup> round_b: plan.json records no trainings" in html
+    # t-base copied from an identical training (identity.json reused_from): not trained
+    for stage in ("probe", "final"):
+        sd = tmp_path / "round_a" / "trainings" / "t-base" / stage
+        sd.mkdir(parents=True)
+        (sd / "identity.json").write_text(json.dumps(
+            {"identity": "x", "reused_from": f"results/round_0/trainings/t-base/{stage}"}))
+    html = build_index(out_html=tmp_path / "report.html", **kw).read_text()
+    assert _compute_cells(html, "round_a")[0] == \
+        "2.35 of 5 training budgets (47%), 235 steps; 1 copied from identical trainings, " \
+        "counted 0"
 
 
 def test_ranking_without_compute_columns_leaves_compute_out(tmp_path):

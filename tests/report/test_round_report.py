@@ -401,6 +401,10 @@ def test_early_stopping_saved_is_counted_per_training(tmp_path):
     summary = html.split("<h2>Ranking</h2>")[0]
     assert "Early-stopped:</b> 4 run(s), saving 17.1% of the round's training compute " \
            "(1.2 of 7 budget units" in summary
+    # used, per training too: 4 x 1 + 0.4 (diverged) + 0.4 (t-batch~64) + 0.4 (t-depth, once)
+    # = 5.2 of 7 units, not the runs' mean compute fraction (6 of 9 runs = 67%)
+    assert "Training compute used:</b> 5.2 of 7 budget units (74.3% of the exhaustive " \
+           "budget" in summary
     section = _section(html)
     assert "Training compute spent 5.2 of 7 budget units (74.3% of the exhaustive budget" in section
     assert "early stopping saved 1.2 budget units (17.1% of the exhaustive budget) on 2 of 7 " \
@@ -499,9 +503,37 @@ def test_reused_training_counts_zero_spent(tmp_path):
     log = stage / "final" / "train_log.nc"
     log.write_bytes(inputs["train_logs"]["base_s0"].read_bytes())
     inputs["train_logs"]["base_s0"] = log
+    _timed_logs(inputs)
     html = build_round_report(**inputs, out_html=tmp_path / "r.html").read_text()
+    # 1 h per training budget: t-base_s0 0.6 (its probe steps copied), t-base_s1 1,
+    # t-lr~2e-4 0 (copied), t-lr~4.5e-4 1 (warmup~0.06's probe log on it not again), t-ema 0.4
+    assert "Training compute used:</b> 3 of 5 budget units (60% of the exhaustive budget" in html
+    assert "≈ 3 device-hours by the logged step times" in html
     # 4.4 units ran; 1 (lr~2e-4) + 0.4 (base_s0's probe) copied: 3 spent; sharing still 0.4
     assert "training compute spent 3 budget units (2 training(s) reused: copied from an " \
            "identical training, not trained, 1.4 units counted 0), 0.4 saved by sharing " \
            "(4.8 with one training per run)" in html
     assert "Training compute spent 3 of 5 budget units" in _section(html)
+
+
+def _timed_logs(inputs, seconds=36.0):
+    """Give every train log steps 1..n taking ``seconds`` each (100 steps = 1 hour)."""
+    for path in set(inputs["train_logs"].values()):
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+        n = ds.sizes["step"]
+        ds = ds.assign_coords(step=np.arange(1, n + 1.0))
+        ds["step_time_s"] = ("step", np.full(n, seconds))
+        ds.to_netcdf(path)
+
+
+def test_training_hours_are_counted_per_training(tmp_path):
+    inputs = _inputs(tmp_path)
+    _timed_logs(inputs)
+    summary = build_round_report(**inputs, out_html=tmp_path / "r.html").read_text() \
+        .split("<h2>Ranking</h2>")[0]
+    # warmup~0.06's 40 probe steps are the first steps of lr~4.5e-4's training: 4 x 1 h +
+    # 0.4 h (ema~0.9999, diverged) = 4.4 h, not 4.8 h summed over the runs' logs
+    assert "Training compute used:</b> 4.4 of 5 budget units (88% of the exhaustive budget: " \
+           "every training to the end; runs that share a training count it once), ≈ 4.4 " \
+           "device-hours by the logged step times" in summary

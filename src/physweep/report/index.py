@@ -3,7 +3,9 @@
 Per round it states exactly what its round file says (``inherit:`` with the values taken from
 the source round's winner, ``fixed:``, the swept knobs with their levels) beside what the round
 produced (its winner, the objective score with the persistence and reference-model nRMSE of the
-same samples, the training compute used and saved by early stopping, from ``ranking.csv``).
+same samples, from ``ranking.csv``; the training compute used and saved by early stopping, per
+training as the round report counts it: ``ranking.csv`` with the ``plan.json``, decisions and
+stage identity records beside it, see :func:`physweep.report.model.ranking_summary`).
 One table ends the page: the configuration after the last round, each knob with its value and
 the round that decided it. The page is built for a 1,300-pixel window: long names wrap instead
 of widening the page.
@@ -227,19 +229,30 @@ def _metric(r: _Round, column: str) -> str:
     return _score(row.get(column))
 
 
-def _compute(r: _Round) -> tuple[str, str]:
+#: marks the compute of a round whose plan.json records no trainings (the page's footnote)
+PER_RUN_MARK = "*"
+
+
+def _compute(r: _Round) -> tuple[Any, Any]:
+    """Training compute used and saved by early stopping, per training, in training budgets
+    and % of the exhaustive budget (every training to the end)."""
     rk = r.ranking
-    if not math.isfinite(rk.used) or not rk.n_runs:
+    n = rk.n_trainings
+    if not math.isfinite(rk.used) or not n:
         return MISSING, MISSING
-    used = (f"{rk.used:.3g} of {rk.n_runs} run budgets ({100 * rk.used / rk.n_runs:.0f}%)"
-            + (f", {rk.steps_used:,.0f} steps" if math.isfinite(rk.steps_used) else ""))
+    mark = Markup("<sup>{}</sup>").format(PER_RUN_MARK) if rk.per_run else ""
+    used = (f"{rk.used:.3g} of {n} training budget{'s' if n != 1 else ''} "
+            f"({100 * rk.used / n:.0f}%)"
+            + (f", {rk.steps_used:,.0f} steps" if math.isfinite(rk.steps_used) else "")
+            + (f"; {rk.n_copied} copied from identical trainings, counted 0" if rk.n_copied
+               else ""))
     if not math.isfinite(rk.saved):
-        return used, MISSING
-    saved = (f"{rk.saved:.3g} run budgets ({100 * rk.saved / rk.n_runs:.0f}%) by "
-             f"{rk.n_stopped} early stop{'s' if rk.n_stopped != 1 else ''}"
+        return used + mark, MISSING
+    saved = (f"{rk.saved:.3g} training budgets ({100 * rk.saved / n:.0f}%) on "
+             f"{rk.n_stopped} training{'s' if rk.n_stopped != 1 else ''} stopped at the probe"
              + (f", {rk.steps_saved:,.0f} steps" if math.isfinite(rk.steps_saved)
                 and rk.n_stopped else ""))
-    return used, saved
+    return used + mark, saved
 
 
 def _link(r: _Round, base: Path) -> Markup:
@@ -408,10 +421,11 @@ def build_index(
     loaded = {name: _load_round(name, report, winners.get(name), configs.get(name),
                                 rankings.get(name)) for name, report in rounds.items()}
     last, final = _final_rows(loaded, defaults) if loaded else ("", [])
+    per_run = [r.name for r in loaded.values() if r.ranking.per_run]
     html = render("index.html", title="physweep rounds", index_css=Markup(INDEX_CSS),
                   rounds=[_round_context(r, loaded, base) for r in loaded.values()],
                   summary_headers=SUMMARY_HEADERS, summary_num=SUMMARY_NUM,
                   summary_rows=[_summary_row(r, base) for r in loaded.values()],
-                  last=last, final_rows=final)
+                  per_run=per_run, per_run_mark=PER_RUN_MARK, last=last, final_rows=final)
     write_text(out_html, html)
     return out_html

@@ -338,6 +338,12 @@ class RoundResults:
         return {name: listed.get(name, name) for name in self.runs}
 
     @property
+    def records_trainings(self) -> bool:
+        """Whether plan.json places runs on trainings (older plans do not: one per run)."""
+        return any(isinstance(r, Mapping) and r.get("training")
+                   for r in self.plan.get("runs") or [])
+
+    @property
     def trainings(self) -> dict[str, list[str]]:
         """Training -> the runs on it, in ranking order."""
         out: dict[str, list[str]] = {}
@@ -486,12 +492,15 @@ def training_stages(train_log: Path) -> dict[str, str | None]:
     ``reused_from`` (the training the stage was copied from instead of trained), None when it
     was trained. Empty for a log outside that layout or stages without a record."""
     stage_dir = Path(train_log).parent
-    if stage_dir.name not in STAGES:
-        return {}
+    return stage_records(stage_dir.parent) if stage_dir.name in STAGES else {}
+
+
+def stage_records(training_dir: Path) -> dict[str, str | None]:
+    """:func:`training_stages` of the training directory ``trainings/<training>``."""
     out: dict[str, str | None] = {}
     for stage in STAGES:
         try:
-            record = json.loads((stage_dir.parent / stage / IDENTITY_FILE).read_text())
+            record = json.loads((Path(training_dir) / stage / IDENTITY_FILE).read_text())
         except (OSError, ValueError):
             continue
         if isinstance(record, Mapping):
@@ -544,34 +553,67 @@ def load_round(round_name: str, ranking_csv: Path, decisions: Mapping[str, Path]
 
 @dataclass
 class RankingSummary:
-    """What the index page takes from a round's ranking.csv."""
+    """What the index page takes from a round's ranking.csv (and the plan.json, decisions and
+    stage identity records beside it): compute counted per training, as the round report
+    counts it (:func:`physweep.report.stopping.compute_totals`)."""
 
     winner: dict[str, Any] | None = None  # the winner's row
     columns: set[str] = field(default_factory=set)
     n_runs: int = 0
-    used: float = math.nan  # run budgets used (sum of compute_fraction)
-    saved: float = math.nan  # run budgets saved by early stopping
+    n_trainings: int = 0  # budget units of the exhaustive budget (every training to the end)
+    used: float = math.nan  # budget units trained (a copied training counts 0)
+    saved: float = math.nan  # budget units saved by early stopping
     steps_used: float = math.nan
     steps_saved: float = math.nan
-    n_stopped: int = 0
+    n_stopped: int = 0  # trainings stopped at the probe
+    n_copied: int = 0  # trainings with a stage copied from an identical training
+    per_run: bool = False  # plan.json records no trainings: one training per run
     problem: str | None = None
 
 
-def _compute_summary(out: RankingSummary, runs: list[RunResult], has_status: bool,
-                     has_steps: bool) -> None:
-    fracs = [r.compute_fraction for r in runs]
-    if not any(math.isfinite(f) for f in fracs):
+#: a run's decision as ranking.csv's status says it (rank.py), when its decision.json is gone
+STATUS_DECISIONS = {"early_stopped": "stop", "diverged": "diverged", "ok": "continue"}
+
+
+def _ranking_round(path: Path, df: pd.DataFrame, runs: list[RunResult]) -> tuple[
+        RoundResults, bool]:
+    """The ranking with what lies beside it in ``results/<round>/``: plan.json (the runs'
+    trainings; missing or without ``training`` fields: one training per run), each run's
+    ``runs/<run>/decision.json`` (missing: the decision its ranking status implies) and the
+    trainings' stage identity records. Also whether every run's decision is known."""
+    root = Path(path).parent
+    plan_json = root / "plan.json"
+    plan = _Reader().mapping(plan_json, "plan", "json") if plan_json.exists() else {}
+    res = RoundResults(name=root.name, ranking=df, runs={r.name: r for r in runs},
+                       winners_file={}, plan=plan)
+    known = True
+    for name, run in res.runs.items():
+        try:
+            data = json.loads((root / "runs" / name / "decision.json").read_text())
+        except (OSError, ValueError):
+            data = None
+        if not isinstance(data, Mapping):
+            data = {"decision": STATUS_DECISIONS.get(run.status)}
+            known = known and data["decision"] is not None
+        run.decision = Decision(decision=data.get("decision"), fields=dict(data))
+    for training, names in res.trainings.items():
+        stages = stage_records(root / "trainings" / training) if res.records_trainings else {}
+        for name in names:
+            res.runs[name].stages = stages
+    return res, known
+
+
+def _compute_summary(out: RankingSummary, res: RoundResults, decided: bool) -> None:
+    from physweep.report.stopping import compute_totals  # stopping imports this module
+
+    if not any(math.isfinite(r.compute_fraction) for r in res.runs.values()):
         return
-    out.used = sum(f for f in fracs if math.isfinite(f))
-    stopped = [(r, f) for r, f in zip(runs, fracs, strict=True)
-               if r.status == "early_stopped" and math.isfinite(f)]
-    out.n_stopped = len(stopped)
-    out.saved = sum(1.0 - f for _, f in stopped) if has_status else math.nan
-    steps = [num(r.get("train_steps")) for r in runs]
-    if has_steps and all(math.isfinite(s) for s in steps):
-        out.steps_used = sum(steps)
-        out.steps_saved = sum(num(r.get("train_steps")) * (1 - f) / f
-                              for r, f in stopped if f > 0)
+    c = compute_totals(res)
+    out.n_trainings, out.used, out.n_copied = c.budget, c.spent, c.n_copied
+    out.n_stopped, out.per_run = c.n_stopped, not res.records_trainings
+    out.steps_used = c.steps_spent
+    if decided:
+        out.saved, out.steps_saved = c.saved, c.steps_saved
 
 
 def ranking_summary(path: Path | None, winners: list[str]) -> RankingSummary:
@@ -590,5 +632,5 @@ def ranking_summary(path: Path | None, winners: list[str]) -> RankingSummary:
     if out.winner is None and winners:
         out.winner = next((r.row for r in runs if r.name == str(winners[0])), None)
     if "compute_fraction" in df.columns and runs:
-        _compute_summary(out, runs, "status" in df.columns, "train_steps" in df.columns)
+        _compute_summary(out, *_ranking_round(Path(path), df, runs))
     return out

@@ -72,17 +72,6 @@ def _macros():
 # ----------------------------------------------------------------------------- summary
 
 
-def _round_hours(res: RoundResults) -> float:
-    """Training hours actually spent by the round (the logged step times, summed)."""
-    total = 0.0
-    for run in res.runs.values():
-        seconds = run.log.train_seconds if run.log is not None else math.nan
-        if not math.isfinite(seconds):
-            return math.nan
-        total += seconds
-    return total / 3600 if res.runs else math.nan
-
-
 def _gate_failures(res: RoundResults) -> list[tuple[tuple[str, ...], list[str]]]:
     """Runs failing gates, grouped by the gates they fail."""
     groups: dict[tuple[str, ...], list[str]] = {}
@@ -99,21 +88,14 @@ def _summary(res: RoundResults) -> SimpleNamespace:
     fixed = res.winners_file.get("fixed_for_next") or {}
     fixed = dict(fixed) if isinstance(fixed, Mapping) else {}
     swept = set(res.knobs)
-    fracs = [r.compute_fraction for r in runs]
-    used = 100.0 * np.nanmean(fracs) if any(math.isfinite(f) for f in fracs) else math.nan
-    hours = _round_hours(res)
-    saving = stopping_summary(res)
-    shared = any(isinstance(r, Mapping) and r.get("training")
-                 for r in res.plan.get("runs") or [])
-    if not shared:  # the plan does not record trainings: nothing to say about sharing
+    saving = stopping_summary(res)  # compute, saved and shared: counted per training
+    if not res.records_trainings:  # the plan does not record trainings: nothing to say
         saving["sharing"] = None
     return SimpleNamespace(
         objective=res.objective, objective_description=res.plan.get("objective_description"),
         winners=res.winners, reason=res.winners_file.get("reason"), fixed=fixed,
         fixed_head=[k for k in fixed if k in swept], fixed_rest=[k for k in fixed if k not in swept],
         n_runs=len(runs), promoted=res.promoted, stopped=[r.name for r in stopped],
-        used_pct=f"{used:.0f}" if math.isfinite(used) else "",
-        round_hours=f"{hours:.3g}" if math.isfinite(hours) else "",
         diverged=sorted(r.name for r in runs if r.diverged),
         failed=sorted(r.name for r in runs if r.status == "failed"),
         gate_failures=_gate_failures(res), n_warnings=len(_warnings(res)),

@@ -16,10 +16,13 @@ import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import numpy as np
+
 from physweep.report.html import fmt, make_cell
 from physweep.report.model import Decision, RoundResults, RunResult, num
 
-__all__ = ["Training", "stopping_section", "stopping_summary", "training_ledger"]
+__all__ = ["ComputeTotals", "Training", "compute_totals", "spent_hours", "stopping_section",
+           "stopping_summary", "training_ledger"]
 
 #: decisions that end a training at the probe point
 ENDS_AT_PROBE = ("stop", "diverged")
@@ -42,6 +45,8 @@ class Training:
     probe_fraction: float
     copied: float = 0.0  # budget units copied from an identical training, not trained
     copied_from: list[str] = field(default_factory=list)
+    total_steps: float = math.nan  # its full budget in steps (its longest run's)
+    stages: dict[str, str | None] = field(default_factory=dict)  # stage -> reused_from
 
     @property
     def spent(self) -> float:
@@ -96,6 +101,8 @@ def training_ledger(res: RoundResults, rule: bool = False) -> list[Training]:
         decs = [r.decision for r in members if r.decision is not None]
         fracs = [f for r in members if math.isfinite(f := r.compute_fraction)]
         fraction = max(fracs) if fracs else math.nan
+        longest = max(members, key=lambda r: r.compute_fraction
+                      if math.isfinite(r.compute_fraction) else -1.0)
         probe = _probe_fraction(decs)
         stages = next((r.stages for r in members if r.stages), {})
         out.append(Training(
@@ -103,8 +110,46 @@ def training_ledger(res: RoundResults, rule: bool = False) -> list[Training]:
             decisions={r.name: (r.decision.rule_decision if rule else r.decision.decision)
                        if r.decision else None for r in members},
             copied=_copied(stages, fraction, probe),
-            copied_from=sorted({src for src in stages.values() if src})))
+            copied_from=sorted({src for src in stages.values() if src}),
+            total_steps=longest.total_steps, stages=stages))
     return out
+
+
+@dataclass(frozen=True)
+class ComputeTotals:
+    """A round's training compute counted per training (the round report's summary and
+    section, and the index page). Budget units: one training's full budget; the exhaustive
+    budget (every training to the end) is ``budget`` units."""
+
+    budget: int  # trainings
+    spent: float  # budget units trained (copied stages count 0); NaN: no compute fraction
+    copied: float  # budget units copied from identical trainings
+    saved: float  # budget units early stopping saved (stopped trainings only)
+    n_stopped: int  # trainings stopped at the probe
+    n_copied: int  # trainings with a copied stage
+    steps_spent: float  # the same in training steps; NaN when a training's budget in steps
+    steps_saved: float  # is unknown
+
+    def pct(self, units: float) -> float:
+        """``units`` in % of the exhaustive budget."""
+        return 100.0 * units / self.budget if self.budget else math.nan
+
+
+def compute_totals(res: RoundResults, ledger: list[Training] | None = None) -> ComputeTotals:
+    """The round's training compute, per training (:func:`training_ledger`'s decisions taken)."""
+    ledger = training_ledger(res) if ledger is None else ledger
+    spent = [t.spent for t in ledger]
+    steps = [t.total_steps for t in ledger]
+    known = bool(ledger) and all(math.isfinite(s) and s > 0 for s in steps)
+    return ComputeTotals(
+        budget=len(ledger),
+        spent=_total(spent) if any(math.isfinite(x) for x in spent) else math.nan,
+        copied=_total(t.copied for t in ledger), saved=_total(t.saved for t in ledger),
+        n_stopped=sum(t.stopped for t in ledger), n_copied=sum(t.copied > 0 for t in ledger),
+        steps_spent=_total(t.spent * n for t, n in zip(ledger, steps, strict=True))
+        if known else math.nan,
+        steps_saved=_total(t.saved * n for t, n in zip(ledger, steps, strict=True))
+        if known else math.nan)
 
 
 def exhaustive(res: RoundResults) -> bool:
@@ -140,27 +185,52 @@ def _saved_hours(res: RoundResults, trainings: list[Training]) -> float:
     return total
 
 
+def spent_hours(res: RoundResults, trainings: list[Training]) -> float:
+    """Hours the round trained, per training: the logged step times of its longest log (a
+    final log holds the probe's steps too), without the steps of a stage copied from an
+    identical training. NaN when a training has no log with step times."""
+    total = 0.0
+    for t in trainings:
+        reused = {s for s, src in t.stages.items() if src}
+        if reused and reused == set(t.stages):
+            continue  # copied, not trained
+        logs = [res.runs[r].log for r in t.runs if res.runs[r].log is not None]
+        log = max(logs, key=lambda lg: lg.ds.sizes.get("step", 0)) if logs else None
+        secs = log.values("step_time_s") if log is not None else None
+        if secs is None or "step" not in log.ds.coords:
+            return math.nan
+        keep = np.isfinite(secs)
+        cut = t.probe_fraction * log.steps_total
+        if reused and math.isfinite(cut):  # one stage copied: the other's steps only
+            steps = np.asarray(log.ds["step"].values, dtype=float)
+            keep &= (steps > round(cut)) if "probe" in reused else (steps <= round(cut))
+        total += float(secs[keep].sum())
+    return total / 3600
+
+
 def stopping_summary(res: RoundResults) -> dict:
-    """The summary list's early-stopping and shared-training figures, counted per training."""
+    """The summary list's compute, early-stopping and shared-training figures, counted per
+    training."""
     ledger = training_ledger(res)
-    stopped = [t for t in ledger if t.stopped]
-    budget = len(ledger)
-    saved = _total(t.saved for t in ledger)
-    hours = _saved_hours(res, ledger)
+    c = compute_totals(res, ledger)
+    hours, used_hours = _saved_hours(res, ledger), spent_hours(res, ledger)
     stop_runs = [r for t in ledger for r, d in t.decisions.items() if d == "stop"]
     alone = _total(res.runs[r].compute_fraction for r in res.runs)
-    spent, copied = _total(t.spent for t in ledger), _total(t.copied for t in ledger)
+    spent = c.spent if math.isfinite(c.spent) else 0.0
     return {
-        "saved_pct": f"{100.0 * saved / budget:.3g}" if budget else "not measured",
-        "saved_units": _units(saved), "budget": budget, "n_stopped_trainings": len(stopped),
-        "saved_hours": f"{hours:.3g}" if stopped and math.isfinite(hours) else "",
+        "saved_pct": f"{c.pct(c.saved):.3g}" if c.budget else "not measured",
+        "saved_units": _units(c.saved), "budget": c.budget, "n_stopped_trainings": c.n_stopped,
+        "saved_hours": f"{hours:.3g}" if c.n_stopped and math.isfinite(hours) else "",
         "stopped_sharing": [r for t in ledger if not t.stopped for r in t.runs
                             if r in stop_runs],
         "unit": res.hours_unit(),
+        "used_units": _units(c.spent) if math.isfinite(c.spent) else "",
+        "used_pct": f"{c.pct(c.spent):.3g}" if math.isfinite(c.spent) and c.budget else "",
+        "n_copied": c.n_copied, "copied_units": _units(c.copied),
+        "round_hours": f"{used_hours:.3g}" if math.isfinite(used_hours) and ledger else "",
         "sharing": SimpleNamespace(
-            trainings=budget, spent=f"{spent:.3g}", saved=f"{alone - spent - copied:.3g}",
-            alone=f"{alone:.3g}", copied=f"{copied:.3g}",
-            n_copied=sum(1 for t in ledger if t.copied > 0)),
+            trainings=c.budget, spent=f"{spent:.3g}", saved=f"{alone - spent - c.copied:.3g}",
+            alone=f"{alone:.3g}", copied=f"{c.copied:.3g}", n_copied=c.n_copied),
     }
 
 
@@ -270,15 +340,14 @@ def stopping_section(res: RoundResults) -> SimpleNamespace:
     rule = exhaustive(res)
     ledger = training_ledger(res, rule=rule)
     stopped = [r for t in ledger for r, d in t.decisions.items() if d == "stop"]
-    budget = len(ledger)
-    saved = _total(t.saved for t in ledger)
-    n_stopped_t = sum(t.stopped for t in ledger)
+    c = compute_totals(res, ledger)
+    budget, saved, n_stopped_t = c.budget, c.saved, c.n_stopped
     if not stopped:
         line = ("Early stopping was off in this round (exhaustive: every run trained to the "
                 "end), and the σ rule would have stopped no run." if rule else
                 "No run was early-stopped: every training ran to the end.")
         return SimpleNamespace(state="nothing", line=line)
-    spent = _total(t.spent for t in ledger)
+    spent = c.spent
     saving = (f"{_units(saved)} budget units ({_pct(saved, budget)} of the exhaustive budget) "
               f"on {n_stopped_t} of {budget} trainings")
     if rule:
