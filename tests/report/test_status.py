@@ -33,18 +33,21 @@ OPTS = dict(use_squeue=False, probe_fraction=0.35, sigma_factor=1.0, budget_toke
 class Round:
     """A results tree under ``root`` (Snakemake's working directory) filled stage by stage."""
 
-    def __init__(self, root: Path, shared: bool = True):
+    def __init__(self, root: Path, shared: bool = True, runs=RUNS,
+                 training: dict[str, str] | None = None):
         """``shared``: the workflow's layout, training jobs in ``trainings/<training>/`` (the
-        training of each run named in plan.json); False: the earlier per-run layout."""
+        training of each run named in plan.json: ``training``, default one per run); False:
+        the earlier per-run layout."""
         self.root = root
         self.results = root / "results"
         self.rdir = self.results / ROUND
-        self.training = {r: f"t{i}" for i, (r, _, _) in enumerate(RUNS)} if shared else {}
+        self.training = ((training or {r: f"t{i}" for i, (r, _, _) in enumerate(runs)})
+                         if shared else {})
         write_json(self.rdir / "plan.json", {
             "round": ROUND, "title": "a test round", "objective": "nrmse", "preset": "demo",
             "runs": [{"run": r, "block": b, "baseline": base, "batch_tokens": "65536->2048",
                       **({"training": self.training[r]} if shared else {})}
-                     for r, b, base in RUNS]})
+                     for r, b, base in runs]})
 
     def run_dir(self, run: str) -> Path:
         return self.rdir / "runs" / run
@@ -314,6 +317,74 @@ def test_after_the_round_every_run_is_ranked(tmp_path, monkeypatch):
     assert lr["stale"] == ["eval_probe"]  # Snakemake redoes it (and decide) on its next run
     assert lr["failed"] is None  # its old eval log is no failure: the eval has not run again
     json.dumps(st)  # JSON-able as it is
+
+
+SHARED_RUNS = [("baseline", "baseline", True), ("baseline_seed~1", "baseline", True),
+               ("a~1", "eval", False), ("a~2", "eval", False), ("b~1", "eval", False),
+               ("b~2", "eval", False), ("c~1", "optimizer", False), ("d~1", "cadence", False)]
+SHARED_TRAINING = {"baseline": "t0", "baseline_seed~1": "t1", "a~1": "ta", "a~2": "ta",
+                   "b~1": "tb", "b~2": "tb", "c~1": "tc", "d~1": "td"}
+
+
+def test_compute_spent_and_saved_are_counted_per_training_in_a_round_in_progress(tmp_path):
+    """Runs share trainings (plan.json): a~1 stopped but a~2 continued on ta (training to the
+    end, 150 steps so far); b~1 and b~2 both stopped on tb; c~1 diverged at the probe alone on
+    tc; d~1's probe stage was copied from tb (identity.json reused_from), its final stage is
+    training (200 steps so far). Spent so far and saved are counted per training, as the round
+    report counts them (report.stopping), not per run."""
+    from physweep.train.shared import record_identity
+
+    rnd = Round(tmp_path, runs=SHARED_RUNS, training=SHARED_TRAINING)
+    decisions = {"baseline": "baseline", "baseline_seed~1": "baseline", "a~1": "stop",
+                 "a~2": "continue", "b~1": "stop", "b~2": "stop", "c~1": "diverged",
+                 "d~1": "continue"}
+    for t in ("baseline", "baseline_seed~1", "a~1", "b~1", "c~1", "d~1"):
+        rnd.train_log(t, "probe", PROBE, status="diverged" if t == "c~1" else "ok")
+        record_identity(rnd.train_dir(t) / "probe", f"id-{SHARED_TRAINING[t]}",
+                        reused_from=str(rnd.train_dir("b~1") / "probe") if t == "d~1" else None)
+    for r, _, _ in SHARED_RUNS:
+        rnd.eval(r, "probe_eval", 0.6)
+        write_json(rnd.run_dir(r) / "decision.json", {
+            "decision": decisions[r], "run_score": 0.6, "probe_fraction": 0.35,
+            "sigma_factor": 1.0})
+    for r in ("baseline", "baseline_seed~1"):
+        rnd.train_log(r, "final", TOTAL)
+        record_identity(rnd.train_dir(r) / "final", f"id-{SHARED_TRAINING[r]}")
+    rnd.snakemake_running()
+    for run, step in (("a~2", 150), ("d~1", 200)):
+        rnd.marker(run, "final/checkpoint.pt")
+        rnd.progress(run, "final", step, TOTAL, started=time.time())
+    st = rnd.status()
+    runs = by_run(st)
+    assert (runs["a~1"]["step"], runs["a~2"]["step"], runs["d~1"]["step"]) == (150, 150, 200)
+    assert runs["a~2"]["training"] == runs["a~1"]["training"] == "ta"
+    assert runs["a~2"]["state"] == "training to end" and runs["c~1"]["state"] == "diverged"
+    s = st["summary"]
+    c, d = s["compute"], s["decisions"]
+    # per training: t0, t1 to the end; ta 150 steps once (not for a~1 and a~2 each); tb to the
+    # probe once; tc to the probe; td's final stage only (its probe stage was copied)
+    spent = 2 + (150 + PROBE + PROBE + (200 - PROBE)) / TOTAL
+    per_run = 2 + (150 + 150 + PROBE + PROBE + PROBE + 200) / TOTAL  # what runs would count
+    assert c["spent_budgets"] == pytest.approx(spent) and spent < per_run - 1
+    assert c["spent_device_h"] == pytest.approx(spent * TOTAL * 0.5 / 3600)
+    assert c["trainings"] == 6 and c["n_copied"] == 1
+    assert c["copied_budgets"] == pytest.approx(PROBE / TOTAL)
+    # saved: tb only (every run on it stopped); a~1's training continued for a~2, c~1 only
+    # diverged: per run it would be 4 × 0.65
+    assert d["saved_budgets"] == pytest.approx(0.65) and d["saved_trainings"] == 1
+    assert d["stopped_sharing"] == ["a~1"]
+    assert (d["stop"], d["diverged"], d["continue"]) == (3, 1, 2)
+    rows = {t["training"]: t for t in s["trainings"]}
+    assert rows["ta"]["runs"] == ["a~1", "a~2"] and not rows["ta"]["stopped"]
+    assert rows["ta"]["saved"] == 0 and rows["tb"]["stopped"]
+    assert rows["td"]["copied_from"] == [str(rnd.train_dir("b~1") / "probe")]
+    assert rows["td"]["spent"] == pytest.approx((200 - PROBE) / TOTAL)
+    text = format_status(st)
+    assert f"compute: spent {spent:.2f} budgets" in text
+    assert "early stopping saved 0.65 budgets (1 training(s) stopped at the probe)" in text
+    assert "one training's full budget; 6 training(s) for 8 runs" in text
+    assert "nothing saved: a~1" in text and "1 training(s) copied from identical ones" in text
+    json.dumps(st)
 
 
 def test_a_diverged_run(tmp_path):

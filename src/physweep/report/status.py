@@ -4,7 +4,8 @@ Read-only, no daemon, no database. What it reads, per run (``results/<round>/run
 ``probe/progress.json`` and ``final/progress.json`` (a training job's progress, rewritten
 atomically every ``physweep.train.progress.PROGRESS_EVERY_S`` seconds), ``{probe,final}/
 train_log.nc`` (written once, atomically, when a training job ends), ``probe_eval.nc``,
-``decision.json``, ``small_eval.nc``, ``full_eval.nc``; per round ``plan.json``,
+``decision.json``, ``small_eval.nc``, ``full_eval.nc``; the training stages' ``identity.json``
+(a stage copied from an identical training: ``reused_from``); per round ``plan.json``,
 ``baseline_probe.json``, ``promoted.json``, ``ranking.csv``, ``winners.yaml``; the jobs' logs
 ``results/logs/<round>/<run>/<rule>.log`` and run times ``results/benchmarks/...``; Snakemake's
 own ``.snakemake/locks`` (is a Snakemake process running here?) and ``.snakemake/incomplete``
@@ -19,6 +20,9 @@ for it now. A job's outputs count as Snakemake counts them: present and not olde
 outputs of the run's jobs they are made from (a forced rerun, a retried job); older ones are
 listed as left-overs that Snakemake will redo. What it cannot see from files: outputs that a
 changed config or code makes Snakemake redo (params and code triggers): ``snakemake -n``.
+
+Compute spent so far and what early stopping saved are counted per training, by the round
+report's rules (:mod:`physweep.report.stopping`): runs on one training (plan.json) share it.
 """
 
 from __future__ import annotations
@@ -245,7 +249,8 @@ class RunStatus:
     job_since: float | None = None  # when Snakemake started (or submitted) that job
     jobs: dict[str, str] = field(default_factory=dict)  # rule -> done|running|queued|...
     stale: list[str] = field(default_factory=list)  # jobs whose outputs predate their inputs
-    spent_steps: int = 0
+    spent_steps: int = 0  # its training's steps so far (the round counts a shared one once)
+    training: str | None = None  # the training it runs on (plan.json; None: its own, per run)
 
 
 @dataclass
@@ -352,7 +357,7 @@ def run_status(ctx: Context, run: str, block: str, baseline: bool, promoted: set
                ranking: dict[str, dict[str, Any]] | None, ranking_mtime: float | None,
                preset: str | None, lines: int = 10, promoted_mtime: float | None = None
                ) -> RunStatus:
-    rs = RunStatus(run, block, baseline)
+    rs = RunStatus(run, block, baseline, training=ctx.training.get(run))
     rd = ctx.results / ctx.round / "runs" / run
     jobs = _run_jobs(ctx, run)
     rs.jobs = {rule: j["state"] for rule, j in jobs.items()}
@@ -668,8 +673,9 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
                    ranking) -> dict[str, Any]:
     rdir = ctx.results / ctx.round
     by_state = Counter(r.state for r in runs)
-    decisions = _decision_summary(ctx, runs, sigma_factor)
-    compute, s_budget, n_probe_evals, n_small_evals = _compute_summary(runs, s_step)
+    ledger = training_ledger(ctx, runs)
+    decisions = _decision_summary(ctx, runs, sigma_factor, ledger)
+    compute, s_budget, n_probe_evals, n_small_evals = _compute_summary(runs, s_step, ledger)
     bench, eval_s = _eval_seconds(ctx, runs, promoted, promotion_k, ranking, n_probe_evals,
                                   n_small_evals)
     failed = [r for r in runs if r.state == "failed"]
@@ -677,13 +683,20 @@ def _round_summary(ctx: Context, runs: list[RunStatus], s_step: float | None,
     eta["excludes_failed"] = len(failed)
     return {"runs": len(runs), "by_state": {s: by_state[s] for s in STATES if by_state[s]},
             "decisions": decisions, "compute": compute, "best": _best_so_far(runs),
+            "trainings": [_training_row(t) for t in ledger],
             "winner": _round_winner(rdir), "eta": eta, "failed": [r.run for r in failed],
             "eval_s": {k: v for k, v in bench.items() if v is not None}}
 
 
-def _decision_summary(ctx: Context, runs: list[RunStatus], sigma_factor: float | None
-                      ) -> dict[str, Any]:
-    """Decisions so far, against the baseline band, and the budgets early stopping saved."""
+def _decision_summary(ctx: Context, runs: list[RunStatus], sigma_factor: float | None,
+                      ledger: list) -> dict[str, Any]:
+    """Decisions so far, against the baseline band, and the budgets early stopping saved so
+    far, per training as the round report counts them (``saved_budgets``: 1 − probe fraction
+    for each training every run of which ended at the probe, at least one by the σ rule; a
+    stopped run whose training continued for another run, or is still undecided, saves
+    nothing, and a training only diverged saves nothing; before issue #12's per-training count
+    it was 1 − probe fraction per stopped or diverged run). ``saved_trainings``: those
+    trainings; ``stopped_sharing``: stopped runs whose training continued for another run."""
     rdir = ctx.results / ctx.round
     decided = [r for r in runs if r.decision]
     counts = Counter(r.decision for r in decided)
@@ -704,17 +717,76 @@ def _decision_summary(ctx: Context, runs: list[RunStatus], sigma_factor: float |
         decisions["sigma_factor"] = sf
         if decisions["sigma"] is not None and sf is not None:
             decisions["continue_below"] = decisions["baseline_mean"] - sf * decisions["sigma"]
-    decisions["saved_budgets"] = sum(
-        1 - ctx.probe_fraction for r in runs if r.decision in ("stop", "diverged"))
+    from physweep.report.stopping import ledger_totals
+
+    totals = ledger_totals(ledger)
+    decisions["saved_budgets"] = totals.saved
+    decisions["saved_trainings"] = totals.n_stopped
+    decisions["stopped_sharing"] = [r for t in ledger if not t.stopped and len(t.runs) > 1
+                                    for r in t.runs if t.decisions[r] == "stop"]
     return decisions
 
 
-def _compute_summary(runs: list[RunStatus], s_step: float | None):
-    """Compute spent and still planned (1 budget unit = one run's full training budget):
+def training_ledger(ctx: Context, runs: list[RunStatus]) -> list:
+    """The round's trainings so far, as :class:`physweep.report.stopping.Training` (the round
+    report's per-training count, on a round in progress): the runs on one training (plan.json;
+    without it one training per run) share it. Its fraction is the furthest step any of its
+    stages reached over its budget in steps (its runs all read the same training jobs); its
+    decisions are its runs' so far (an undecided run keeps it going). A stage whose job is done
+    and whose ``identity.json`` records ``reused_from`` was copied from an identical training,
+    not trained: it costs 0; a stage with steps that is not done is being (or was) trained."""
+    from physweep.report.model import stage_records
+    from physweep.report.stopping import Training, copied_units
+
+    groups: dict[str, list[RunStatus]] = {}
+    for r in runs:
+        groups.setdefault(r.training or r.run, []).append(r)
+    out = []
+    for name, members in groups.items():
+        total = max((r.total_steps for r in members if r.total_steps), default=None)
+        step = max((r.step or 0 for r in members), default=0)
+        fraction = step / total if total else (0.0 if not step else math.nan)
+        probe_step = round(ctx.probe_fraction * total) if total else None
+        records = (stage_records(ctx.results / ctx.round / "trainings" / name)
+                   if members[0].training else {})
+        stages: dict[str, str | None] = {}
+        for rule, stage in TRAIN_RULES.items():
+            if any(r.jobs.get(rule) == "done" for r in members):
+                if stage in records:
+                    stages[stage] = records[stage]
+            elif step > ((probe_step or 0) if stage == "final" else 0):
+                stages[stage] = None  # steps of a stage in flight (or failed): trained
+        probe = probe_step / total if total else math.nan  # the probe point as trained
+        out.append(Training(
+            name=name, runs=[r.run for r in members], fraction=fraction,
+            decisions={r.run: r.decision for r in members}, probe_fraction=ctx.probe_fraction,
+            copied=copied_units(stages, fraction, probe),
+            copied_from=sorted({src for src in stages.values() if src}),
+            total_steps=float(total) if total else math.nan, stages=stages))
+    return out
+
+
+def _training_row(t) -> dict[str, Any]:
+    """One training of the ledger, for the JSON (budget units: its full budget)."""
+    return {"training": t.name, "runs": t.runs, "decisions": t.decisions,
+            "fraction": t.fraction, "spent": t.spent, "copied": t.copied,
+            "copied_from": t.copied_from, "stopped": t.stopped, "saved": t.saved}
+
+
+def _compute_summary(runs: list[RunStatus], s_step: float | None, ledger: list):
+    """Compute spent and still planned (1 budget unit = one training's full budget):
     (compute dict, seconds per budget, probe evaluations and expected small evaluations
-    still to run)."""
-    spent = sum(r.spent_steps / r.total_steps for r in runs if r.total_steps)
-    spent_s = sum(r.spent_steps * (r.s_per_step or s_step or 0) for r in runs)
+    still to run). Spent is counted per training (:func:`training_ledger`): runs that share a
+    training count it once, a stage copied from an identical training counts 0
+    (``spent_budgets``, ``spent_device_h``: until issue #12's per-training count, per run);
+    ``trainings``: the exhaustive budget in units; ``copied_budgets``, ``n_copied``."""
+    from physweep.report.stopping import ledger_totals
+
+    totals = ledger_totals(ledger)
+    speed = {r.training or r.run: r.s_per_step for r in runs if r.s_per_step}
+    spent = totals.spent if math.isfinite(totals.spent) else 0.0
+    spent_s = sum(t.spent * t.total_steps * (speed.get(t.name) or s_step or 0) for t in ledger
+                  if math.isfinite(t.spent) and math.isfinite(t.total_steps))
     non_base = [r for r in runs if not r.baseline and r.decision in ("continue", "stop",
                                                                        "diverged")]
     cont = sum(1 for r in non_base if r.decision == "continue")
@@ -747,6 +819,8 @@ def _compute_summary(runs: list[RunStatus], s_step: float | None):
                 if s_step and full_total else None)
     planned = committed + expected
     compute = {"spent_budgets": spent, "spent_device_h": spent_s / 3600,
+               "trainings": totals.budget, "copied_budgets": totals.copied,
+               "n_copied": totals.n_copied,
                "planned_budgets": planned, "planned_budgets_max": committed + upper,
                "planned_device_h": planned * s_budget / 3600 if s_budget else None,
                "planned_device_h_max": (committed + upper) * s_budget / 3600 if s_budget else None,
@@ -900,8 +974,17 @@ def _summary_lines(st: dict[str, Any]) -> list[str]:
         line += f" (≤ {c['planned_budgets_max']:.2f} if every undecided run continues)"
     if c["planned_device_h"] is not None:
         line += f" = {c['planned_device_h']:.3f} device-h"
-    line += f"; early stopping saved {d['saved_budgets']:.2f} budgets"
-    out.append(line + "  [1 budget = one run's full training]")
+    line += (f"; early stopping saved {d['saved_budgets']:.2f} budgets"
+             + (f" ({d['saved_trainings']} training(s) stopped at the probe)"
+                if d["saved_trainings"] else ""))
+    out.append(line + f"  [1 budget = one training's full budget; {c['trainings']} "
+               f"training(s) for {s['runs']} runs]")
+    if c["n_copied"]:
+        out.append(f"  {c['n_copied']} training(s) copied from identical ones "
+                   f"({c['copied_budgets']:.2f} budgets, counted 0)")
+    if d["stopped_sharing"]:
+        out.append("  stopped, but their training goes on (or may) for another run, nothing "
+                   "saved: " + ", ".join(d["stopped_sharing"]))
     b = s["best"]
     if b:
         gate = {True: "gates pass", False: "fails a gate", None: "gates not checked yet"}

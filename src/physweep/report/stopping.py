@@ -21,8 +21,8 @@ import numpy as np
 from physweep.report.html import fmt, make_cell
 from physweep.report.model import Decision, RoundResults, RunResult, num
 
-__all__ = ["ComputeTotals", "Training", "compute_totals", "spent_hours", "stopping_section",
-           "stopping_summary", "training_ledger"]
+__all__ = ["ComputeTotals", "Training", "compute_totals", "copied_units", "ledger_totals",
+           "spent_hours", "stopping_section", "stopping_summary", "training_ledger"]
 
 #: decisions that end a training at the probe point
 ENDS_AT_PROBE = ("stop", "diverged")
@@ -71,10 +71,12 @@ class Training:
             else math.nan
 
 
-def _copied(stages: dict[str, str | None], fraction: float, probe: float) -> float:
-    """Budget units of the stages copied instead of trained: the probe stage ran to the probe
-    fraction, the final stage the rest. With the probe fraction unknown a training counts as
-    copied only when every stage it recorded was."""
+def copied_units(stages: dict[str, str | None], fraction: float, probe: float) -> float:
+    """Budget units of the stages copied instead of trained (``stages``: stage ->
+    ``reused_from``, None for a stage trained), of a training that ran ``fraction`` of its
+    budget: the probe stage ran to the probe fraction ``probe``, the final stage the rest. With
+    the probe fraction unknown a training counts as copied only when every stage it recorded
+    was. Pure: ``physweep status`` calls it on a round in progress."""
     reused = {s for s, src in stages.items() if src}
     if not reused or not math.isfinite(fraction):
         return 0.0
@@ -109,7 +111,7 @@ def training_ledger(res: RoundResults, rule: bool = False) -> list[Training]:
             name=name, runs=runs, fraction=fraction, probe_fraction=probe,
             decisions={r.name: (r.decision.rule_decision if rule else r.decision.decision)
                        if r.decision else None for r in members},
-            copied=_copied(stages, fraction, probe),
+            copied=copied_units(stages, fraction, probe),
             copied_from=sorted({src for src in stages.values() if src}),
             total_steps=longest.total_steps, stages=stages))
     return out
@@ -137,7 +139,12 @@ class ComputeTotals:
 
 def compute_totals(res: RoundResults, ledger: list[Training] | None = None) -> ComputeTotals:
     """The round's training compute, per training (:func:`training_ledger`'s decisions taken)."""
-    ledger = training_ledger(res) if ledger is None else ledger
+    return ledger_totals(training_ledger(res) if ledger is None else ledger)
+
+
+def ledger_totals(ledger: list[Training]) -> ComputeTotals:
+    """The totals of a list of trainings. Pure: ``physweep status`` builds its trainings from
+    the files of a round in progress (no :class:`RoundResults`) and totals them here."""
     spent = [t.spent for t in ledger]
     steps = [t.total_steps for t in ledger]
     known = bool(ledger) and all(math.isfinite(s) and s > 0 for s in steps)
