@@ -592,7 +592,7 @@ def collect_status(results: Path, round_name: str, *, workdir: Path | None = Non
     return {"round": round_name, "title": plan.get("title", ""), "objective": ctx.objective,
             "preset": plan.get("preset"), "results": str(results), "workdir": str(workdir),
             "time": now, "snakemake_running": ctx.snakemake.running,
-            "squeue": ctx.squeue is not None, "summary": summary,
+            "squeue": ctx.squeue is not None, "summary": _jsonable(summary),
             "runs": [_jsonable(asdict(r)) for r in runs]}
 
 
