@@ -152,7 +152,7 @@ def compute_text(summary: dict[str, Any]) -> str:
                f"{s['continuations_max']} continuations: early stopping is off, every run trains "
                "to the end; the rule's decisions are recorded)\n")
             + f"compute: {_units(s['budget_units_min'])}-{_units(s['budget_units_max'])} budget "
-            f"units (1 unit = one run's full training budget, {s['unit']}; a training stopped at "
+            f"units (1 unit = one training's full budget, {s['unit']}; a training stopped at "
             f"the probe costs {s['probe_fraction']:g})")
     if s["shared"]:
         text += (f"; without sharing {_units(s['budget_units_unshared_min'])}-"
