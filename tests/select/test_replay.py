@@ -18,7 +18,9 @@ from physweep.select.replay import (
     optuna_policy,
     replay_round,
     score_outcome,
+    sigma_band_rule,
     sigma_rule,
+    sigma_rule_replicates_stop,
 )
 
 STEPS = 100
@@ -43,7 +45,8 @@ def _round(tmp_path, table):
     for name, training, baseline, seed, probe, final, level in table:
         steps, loss = _loss(level)
         runs.append(RunCurve(name, training, baseline, baseline and seed > 0, probe, final, True,
-                             _eval(tmp_path / f"{name}.nc", probe), steps, loss))
+                             _eval(tmp_path / f"{name}.nc", probe), steps, loss,
+                             np.full(STEPS, 0.6)))
     return ExhaustiveRound("r", "nrmse", 0.35, STEPS, runs)
 
 
@@ -77,6 +80,28 @@ def test_sigma_rule_counts_compute_per_training_and_measures_its_regret(tmp_path
     # a stricter factor keeps nothing but the baselines
     strict = score_outcome(rnd, sigma_rule(rnd, sigma_factor=5.0))
     assert strict.winner == "baseline" and strict.compute == pytest.approx((3 + 3 * 0.35) / 6)
+
+
+def test_proposed_rules_stop_the_replicates_and_runs_outside_the_top_k_band(tmp_path):
+    rnd = _round(tmp_path, TABLE)
+    rep = score_outcome(rnd, sigma_rule_replicates_stop(rnd))
+    assert sorted(rep.stopped) == ["baseline_seed~1", "baseline_seed~2", "late", "strong_twin",
+                                   "weak"]
+    assert rep.compute == pytest.approx((2 + 4 * 0.35) / 6)
+    # top-2 band: the 2nd best probe (non-replicate) is the baseline's 0.50; a run continues
+    # only if 1 sigma better than the baseline mean and within 1 sigma of 0.50
+    band = score_outcome(rnd, sigma_band_rule(rnd, k=2))
+    assert band.stop_fraction["strong"] == 1.0 and band.stop_fraction["baseline"] == 1.0
+    assert band.compute == pytest.approx((2 + 4 * 0.35) / 6)
+    # with two strong runs the band (2nd best 0.45 + sigma) stops a run the rule as it is keeps
+    extra = TABLE + [("strong2", "t6", False, 0, 0.44, 0.42, 0.2),
+                     ("middling", "t7", False, 0, 0.49, 0.43, 0.3)]  # 1.5 sigma better
+    rnd = _round(tmp_path, extra)
+    assert score_outcome(rnd, sigma_rule(rnd)).stop_fraction["middling"] == 1.0
+    band = score_outcome(rnd, sigma_band_rule(rnd, k=2))
+    assert band.stop_fraction["middling"] == 0.35 and band.stop_fraction["strong2"] == 1.0
+    # a wider band (k = 4: 0.50 + sigma) keeps it again
+    assert sigma_band_rule(rnd, k=4).stop_fraction["middling"] == 1.0
 
 
 def test_optuna_median_pruner_on_loss_curves_prunes_the_worse_curves(tmp_path):

@@ -51,6 +51,9 @@ class RunCurve:
     probe_eval: Path | None = None
     loss_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # the rollout loss repeating the start state scores on the same batch (the trainer's
+    # yardstick): loss / persistence removes the curriculum's jumps and most batch noise
+    persistence: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -147,6 +150,8 @@ def load_exhaustive_round(round_dir: Path, loss_variable: str = "loss_rollout") 
                                  f"has {sorted(ds.data_vars)}")
             steps = ds["step"].values.astype(int)
             loss = ds[loss_variable].values.astype(float)
+            persistence = (ds["loss_persistence"].values.astype(float)
+                           if "loss_persistence" in ds else np.full_like(loss, np.nan))
             totals.add(int(ds.attrs.get("steps_total", steps.max())))
         baseline = bool(rec.get("baseline"))
         runs.append(RunCurve(
@@ -155,7 +160,8 @@ def load_exhaustive_round(round_dir: Path, loss_variable: str = "loss_rollout") 
             probe_score=objective_score(probe, objective),
             final_score=objective_score(final, objective),
             eligible=bool(final["gates_pass"]) and not final["diverged"],
-            probe_eval=run_dir / "probe_eval.nc", loss_steps=steps, loss=loss))
+            probe_eval=run_dir / "probe_eval.nc", loss_steps=steps, loss=loss,
+            persistence=persistence))
     if len(fractions) != 1 or len(totals) != 1:
         raise ValueError(f"{round_dir}: runs disagree on probe fraction {sorted(fractions)} or "
                          f"budget {sorted(totals)}")
@@ -189,6 +195,48 @@ def sigma_rule(rnd: ExhaustiveRound, sigma_factor: float | None = None) -> Outco
     return Outcome(label, "probe small eval", frac, seen)
 
 
+def sigma_band_rule(rnd: ExhaustiveRound, k: int = 2, sigma_factor: float | None = None
+                    ) -> Outcome:
+    """A proposed change of the sigma rule, replayed: the baseline replicates stop at the probe
+    (their probe scores are all sigma needs; the first baseline still trains to the end), and a
+    run continues only if it is sigma_factor * sigma better than the baseline mean (the rule
+    as it is) *and* within sigma_factor * sigma of the k-th best probe score of the round, so
+    only runs that can still reach the promoted top-k train on. It needs every probe score of
+    the round before deciding (a barrier at the probe point)."""
+    factor = rnd.sigma_factor if sigma_factor is None else sigma_factor
+    base_evals = [r.probe_eval for r in rnd.runs if r.baseline]
+    reference = baseline_reference(base_evals, rnd.objective)
+    mean, sigma = float(reference["mean"]), float(reference["sigma"])
+    probes = sorted(r.probe_score for r in rnd.runs
+                    if not r.replicate and math.isfinite(r.probe_score))
+    kth = probes[min(k, len(probes)) - 1] if probes else math.inf
+    frac, seen = {}, {}
+    for r in rnd.runs:
+        if r.baseline and not r.replicate:
+            keep = True
+        elif r.replicate or not math.isfinite(r.probe_score) or not math.isfinite(sigma):
+            keep = not r.replicate and not math.isfinite(sigma)
+        else:
+            keep = (mean - r.probe_score >= factor * sigma
+                    and r.probe_score <= kth + factor * sigma)
+        frac[r.name] = 1.0 if keep else rnd.probe_fraction
+        if not keep:
+            seen[r.name] = r.probe_score
+    return Outcome(f"sigma rule + top-{k} band (proposed)", "probe small eval", frac, seen)
+
+
+def sigma_rule_replicates_stop(rnd: ExhaustiveRound) -> Outcome:
+    """The sigma rule as it is, except that the baseline replicates beyond the first stop at
+    the probe (a proposed change: sigma needs their probe scores only)."""
+    out = sigma_rule(rnd)
+    for r in rnd.runs:
+        if r.replicate:
+            out.stop_fraction[r.name] = rnd.probe_fraction
+            out.last_seen[r.name] = r.probe_score
+    out.policy = "sigma rule, replicates stop (proposed)"
+    return out
+
+
 def optuna_policy(rnd: ExhaustiveRound, label: str, make_pruner: Callable[[ExhaustiveRound], Any],
                   feed: str, order: Sequence[int] | None = None, report_every: int = 10
                   ) -> Outcome:
@@ -220,19 +268,22 @@ def optuna_policy(rnd: ExhaustiveRound, label: str, make_pruner: Callable[[Exhau
         else:
             study.tell(trial, state=TrialState.PRUNED)
             frac[r.name] = stopped_at / rnd.total_steps
-    names = {"probe": "probe small eval", "loss": f"training loss ({report_every}-step means)"}
+    names = {"probe": "probe small eval", "loss": f"training loss ({report_every}-step means)",
+             "loss_ratio": f"training loss ÷ persistence ({report_every}-step means)"}
     return Outcome(label, names[feed], frac, seen)
 
 
 def _curve(rnd: ExhaustiveRound, r: RunCurve, feed: str, every: int) -> list[tuple[int, float]]:
     if feed == "probe":
         return [(rnd.probe_step, r.probe_score)] if math.isfinite(r.probe_score) else []
-    if feed != "loss":
-        raise ValueError(f"unknown feed {feed!r}; allowed: probe, loss")
+    if feed not in ("loss", "loss_ratio"):
+        raise ValueError(f"unknown feed {feed!r}; allowed: probe, loss, loss_ratio")
     out = []
     for end in range(every, rnd.total_steps, every):  # the last report is the end itself
         sel = (r.loss_steps > end - every) & (r.loss_steps <= end)
         vals = r.loss[sel]
+        if feed == "loss_ratio":
+            vals = np.array([vals.mean() / r.persistence[sel].mean()]) if vals.size else vals
         if vals.size and np.all(np.isfinite(vals)):
             out.append((end, float(vals.mean())))
         elif vals.size:
@@ -290,6 +341,9 @@ def default_policies(rnd: ExhaustiveRound, report_every: int = 10
     return [
         ("no stopping", lambda order=None: no_stopping(rnd)),
         ("sigma rule", lambda order=None: sigma_rule(rnd)),
+        ("sigma rule, replicates stop (proposed)",
+         lambda order=None: sigma_rule_replicates_stop(rnd)),
+        ("sigma rule + top-2 band (proposed)", lambda order=None: sigma_band_rule(rnd, 2)),
         opt("MedianPruner", lambda r: P.MedianPruner(), "probe"),
         opt("PercentilePruner(25)", lambda r: P.PercentilePruner(25.0), "probe"),
         opt("PercentilePruner(75)", lambda r: P.PercentilePruner(75.0), "probe"),
@@ -301,6 +355,10 @@ def default_policies(rnd: ExhaustiveRound, report_every: int = 10
         opt("MedianPruner(warmup=probe)",
             lambda r: P.MedianPruner(n_warmup_steps=probe), "loss"),
         opt("SuccessiveHalvingPruner", lambda r: P.SuccessiveHalvingPruner(), "loss"),
+        opt("MedianPruner", lambda r: P.MedianPruner(), "loss_ratio"),
+        opt("MedianPruner(warmup=probe)",
+            lambda r: P.MedianPruner(n_warmup_steps=probe), "loss_ratio"),
+        opt("SuccessiveHalvingPruner", lambda r: P.SuccessiveHalvingPruner(), "loss_ratio"),
     ]
 
 
