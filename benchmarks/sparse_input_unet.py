@@ -12,7 +12,8 @@ steps and data draws, and evaluates with the preset's small suite on the same sa
   generator, evaluation: the suite's generator, in the UPT's order):
     - the other fluid cells are filled by inverse-squared-distance interpolation of the 4 nearest
       observed cells (physical distance; exact on observed cells; the UPT's fallback anchor
-      uses the same rule), obstacle cells hold the wall state as in the full input;
+      uses the same rule; ``--fill-neighbours 1``: the nearest observed cell), obstacle cells
+      hold the wall state as in the full input;
     - one extra input channel is 1 on observed cells, 0 elsewhere (the fluid-mask and x, y
       channels are kept: the geometry is known to both models, as it is to the evaluation);
     - the U-Net rolls out autoregressively on this *belief* state, b_s = step(b_{s-1}), and its
@@ -229,8 +230,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", default=None)
     ap.add_argument("--preset", default="demo")
+    ap.add_argument("--fill-neighbours", type=int, default=FILL_NEIGHBOURS,
+                    help="observed cells the fill interpolates (1: nearest observed cell)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="training seed of every model (default: the specs' own, 0)")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
+    globals()["FILL_NEIGHBOURS"] = args.fill_neighbours  # read by fill_grid at call time
     torch.set_num_threads(args.threads)
     data = Path(args.data) if args.data else DEMO_DATA
     config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
@@ -256,6 +262,8 @@ def main() -> None:
                         spec["sparse_input_points"] = suite.points
                         assert spec["train"]["points_per_sample"] == suite.points
                 spec["train"]["threads"] = args.threads
+                if args.seed is not None:
+                    spec["seed"] = spec["train"]["seed"] = args.seed
                 out = Path(tmp) / f"{kind}_{steps}"
                 out.mkdir()
                 t = time.perf_counter()
@@ -288,7 +296,9 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(f"\nsmall eval ({suite.n_traj} test trajectories x {suite.starts} starts, leads "
           f"1-{suite.horizon}, {suite.points} input points), preset {args.preset}, "
-          f"{args.threads} threads")
+          f"{args.threads} threads, fill: IDW of {args.fill_neighbours} nearest observed, "
+          f"training seed "
+          f"{'of the specs' if args.seed is None else args.seed}")
     print("| model | steps | train s | nRMSE | nRMSE leads >= 5 | u / v / p | ÷ persistence "
           "| ÷ full-input U-Net (same steps) |")
     print("|---|---|---|---|---|---|---|---|")
