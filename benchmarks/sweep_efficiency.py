@@ -74,10 +74,13 @@ def table(rows: list[dict], shuffled: bool) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["policy"], r["feed"], _pct(r["compute"]), _pct(r["saved"]), str(r["stopped"]),
-                 f"`{r['winner']}`", _num(r["regret"]), _num(r["kendall_tau"], ".2f"),
+                 f"`{r['winner']}`" if r["winner"] else "none kept",
+                 _num(r["regret"]) if r["winner"] else "-", _num(r["kendall_tau"], ".2f"),
                  "yes" if r["top_k_same"] else "no"]
         if shuffled:
-            cells += [_pct(r["shuffled_compute"]), _num(r["shuffled_regret"]),
+            none = r.get("shuffled_no_winner", 0.0)
+            cells += [_pct(r["shuffled_compute"]),
+                      _num(r["shuffled_regret"]) + (f" (no winner in {_pct(none)})" if none else ""),
                       _pct(r["shuffled_zero_regret"]), _num(r["shuffled_tau"], ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

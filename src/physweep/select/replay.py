@@ -377,7 +377,10 @@ def replay_round(rnd: ExhaustiveRound, k: int = 2, shuffles: int = 0, seed: int 
         if orders:
             shuffled = [score_outcome(rnd, replay(list(o)), k) for o in orders]
             row["shuffled_compute"] = float(np.mean([s.compute for s in shuffled]))
-            row["shuffled_regret"] = float(np.mean([s.regret for s in shuffled]))
+            finite = [s.regret for s in shuffled if math.isfinite(s.regret)]
+            # regret is infinite when a policy stopped every eligible run: no winner at all
+            row["shuffled_regret"] = float(np.mean(finite)) if finite else math.inf
+            row["shuffled_no_winner"] = 1.0 - len(finite) / len(shuffled)
             row["shuffled_zero_regret"] = float(np.mean([s.regret == 0 for s in shuffled]))
             row["shuffled_tau"] = float(np.nanmean([s.tau for s in shuffled]))
         rows.append(row)
