@@ -155,7 +155,7 @@ def load_exhaustive_round(round_dir: Path, loss_variable: str = "loss_rollout") 
             totals.add(int(ds.attrs.get("steps_total", steps.max())))
         baseline = bool(rec.get("baseline"))
         runs.append(RunCurve(
-            name=name, training=str(rec["training"]), baseline=baseline,
+            name=name, training=_identity(training_dir, str(rec["training"])), baseline=baseline,
             replicate=baseline and int(rec.get("seed", 0)) != 0,
             probe_score=objective_score(probe, objective),
             final_score=objective_score(final, objective),
@@ -168,6 +168,17 @@ def load_exhaustive_round(round_dir: Path, loss_variable: str = "loss_rollout") 
     return ExhaustiveRound(round=str(plan["round"]), objective=objective,
                            probe_fraction=fractions.pop(), total_steps=totals.pop(), runs=runs,
                            sigma_factor=factors.pop() if len(factors) == 1 else 1.0)
+
+
+def _identity(training_dir: Path, planned: str) -> str:
+    """The training a run really trained on: a training planned before a block winner was
+    known may turn out identical to one already trained, and is then copied from it
+    (``identity.json``: its ``identity`` is the source's); copies count once."""
+    for stage in ("final", "probe"):
+        f = training_dir / stage / "identity.json"
+        if f.exists():
+            return str(read_json(f).get("identity") or planned)
+    return planned
 
 
 # ------------------------------------------------------------------------------------- policies
