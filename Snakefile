@@ -51,6 +51,7 @@ for _round, _errors in WF.broken.items():
 rule all:
     input:
         f"{R}/report.html",
+        **all_decided_inputs(),
 
 
 # One named target per round: `snakemake round_c` builds results/round_c/report.html (and the
@@ -63,6 +64,6 @@ for _round in WF.rounds:
             _round
         default_target: False
         input:
+            **round_decided_inputs(_round),
             products=lambda wildcards, round_name=_round: get_round_products(round_name),
-            decided=lambda wildcards, round_name=_round: get_round_decided_products(round_name),
         localrule: True

@@ -288,15 +288,40 @@ def get_round_products(round_name):
     return list(dict.fromkeys(products))
 
 
-def get_round_decided_products(round_name):
-    products = []
-    for run in WF.run_names(round_name):
-        if get_decision(round_name, run)["continue"]:
-            trained = f"{R}/{round_name}/trainings/{WF.training_of(round_name, run)}"
-            products += [
-                f"{trained}/final/checkpoint.pt",
-                f"{trained}/final/train_log.nc",
-                f"{R}/{round_name}/runs/{run}/small_eval.nc",
-            ]
-    products += [f"{R}/{round_name}/runs/{r}/full_eval.nc" for r in get_promoted(round_name)]
-    return list(dict.fromkeys(products))
+def get_run_decided_products(round_name, run):
+    """What the decide checkpoint of one run adds: its training's final checkpoint and log and
+    its small eval when it continues, nothing when it stopped."""
+    if not get_decision(round_name, run)["continue"]:
+        return []
+    trained = f"{R}/{round_name}/trainings/{WF.training_of(round_name, run)}"
+    return [
+        f"{trained}/final/checkpoint.pt",
+        f"{trained}/final/train_log.nc",
+        f"{R}/{round_name}/runs/{run}/small_eval.nc",
+    ]
+
+
+def round_decided_inputs(round_name):
+    """The decided products of a round as one input function *per run* (and one for the full
+    evals). An input function that meets an undecided checkpoint yields nothing but that
+    checkpoint, so with one function for the whole round a run decided early (a baseline
+    replicate) would not have its continuation scheduled until the last run of the round was
+    decided -- the runs of a block fixed from an earlier block's winner are decided last; in
+    round A the replicates' continuations waited ~2 minutes for the cadence block with a core
+    idle. One function per run lets each continuation start as soon as its own decision is
+    known."""
+    inputs = {
+        f"decided_{i}": (
+            lambda wildcards, round_name=round_name, run=run: get_run_decided_products(round_name, run)
+        )
+        for i, run in enumerate(WF.run_names(round_name))
+    }
+    inputs["full_evals"] = lambda wildcards, round_name=round_name: [
+        f"{R}/{round_name}/runs/{r}/full_eval.nc" for r in get_promoted(round_name)
+    ]
+    return inputs
+
+
+def all_decided_inputs():
+    """round_decided_inputs of every round, for `snakemake all`."""
+    return {f"{name}_{key}": fn for name in WF.rounds for key, fn in round_decided_inputs(name).items()}

@@ -87,6 +87,37 @@ def _training(work: Path, run: str) -> str:
                        ).read_text())["training"]
 
 
+def test_a_decided_continuation_is_scheduled_before_later_blocks_are_decided(tiny_round,
+                                                                             tmp_path):
+    """A baseline replicate continues as soon as it is decided, not when the last run of the
+    round (the cadence block, fixed from the optimizer block's winner) is: with the cadence
+    decisions and the replicate's final training moved away, the dry run of the round target
+    lists the replicate's continuation and its small eval (everything is moved back after)."""
+    import shutil
+
+    from snakerun import dry_run_jobs
+
+    work = tiny_round
+    res = work / "results" / "round_t"
+    replicate = _training(work, "baseline_seed~1")
+    moved = {res / "runs" / run / "decision.json": tmp_path / f"{run}.json"
+             for run in ("cadence~8", "cadence~32")}
+    moved[res / "trainings" / replicate / "final"] = tmp_path / "final"
+    for src, dst in moved.items():
+        shutil.move(src, dst)
+    try:
+        out = snakemake("round_t", "-n", "--configfile", str(work / "config.yaml"), cwd=work)
+    finally:
+        for src, dst in moved.items():
+            shutil.move(dst, src)
+    jobs = dry_run_jobs(out.stdout)
+    finish = [j for j in jobs if j["rule"] == "train_finish"]
+    assert [j["wildcards"].get("training") for j in finish] == [replicate], out.stdout[-3000:]
+    assert any(j["rule"] == "small_eval" and j["wildcards"].get("run") == "baseline_seed~1"
+               for j in jobs)
+    assert sum(j["rule"] == "decide" for j in jobs) == 2  # the cadence runs, still undecided
+
+
 def test_forcing_one_run_reruns_only_it_and_its_dependents(tiny_round):
     """The README's "rerun one run": force its training (training.json names it). The run and
     the block whose values come from its block's winner (cadence) may be redone; no other."""
