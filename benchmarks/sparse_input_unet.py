@@ -57,7 +57,6 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 from physweep.configs import from_dict
@@ -117,22 +116,7 @@ class SparseUNet(UNet):
 
     def step_obs(self, state, obs, mask, coords):
         """UNet.step with the observed-cell channel: (B, C, H, W), (B, 1, H, W), (B, H, W)."""
-        b = state.shape[0]
-        xy = ((coords - self.pos_lo) / (self.pos_hi - self.pos_lo)).permute(2, 0, 1)
-        m = mask.to(state.dtype).unsqueeze(1)
-        h = torch.cat([state, obs.to(state.dtype), m, xy.to(state.dtype).expand(b, -1, -1, -1)],
-                      dim=1)
-        skips = []
-        for block in self.down:
-            h = block(h)
-            skips.append(h)
-            h = F.avg_pool2d(h, 2)
-        h = self.mid(h)
-        for block in self.up:
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = block(torch.cat([h, skips.pop()], dim=1))
-        nxt = state + self.out(h)
-        return torch.where(m > 0, nxt, self.wall(state).view(1, -1, 1, 1))
+        return self.step(state, mask, coords, extra=obs)
 
     def rollout_sparse(self, belief0, obs, anchor, mask, coords, horizon):
         """(B, C, H, W) filled start state, observed map, exact start state -> (B, T, C, H, W)

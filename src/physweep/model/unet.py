@@ -74,9 +74,12 @@ class UNet(FieldUnits):
         self.register_units(c)
 
     # --- the model -----------------------------------------------------------------------------
-    def step(self, state: torch.Tensor, mask: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    def step(self, state: torch.Tensor, mask: torch.Tensor, coords: torch.Tensor,
+             extra: torch.Tensor | None = None) -> torch.Tensor:
         """One step: (B, C, H, W) normalised state, (B, H, W) bool fluid mask, (H, W, 2)
-        physical cell centres -> (B, C, H, W) normalised state one snapshot later."""
+        physical cell centres -> (B, C, H, W) normalised state one snapshot later. ``extra``
+        (B, E, H, W): more input channels after the state (a model built with
+        ``in_channels + E`` inputs to its first block; benchmarks/sparse_input_unet.py)."""
         b, _, hh, ww = state.shape
         f = 2**self.cfg.levels
         if hh % f or ww % f:
@@ -84,7 +87,8 @@ class UNet(FieldUnits):
                              f"got {hh}x{ww}")
         xy = ((coords - self.pos_lo) / (self.pos_hi - self.pos_lo)).permute(2, 0, 1)  # (2, H, W)
         m = mask.to(state.dtype).unsqueeze(1)  # (B, 1, H, W)
-        h = torch.cat([state, m, xy.to(state.dtype).expand(b, -1, -1, -1)], dim=1)
+        extra = [] if extra is None else [extra.to(state.dtype)]
+        h = torch.cat([state, *extra, m, xy.to(state.dtype).expand(b, -1, -1, -1)], dim=1)
         skips = []
         for block in self.down:
             h = block(h)
