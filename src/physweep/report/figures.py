@@ -557,8 +557,9 @@ def early_stopping_figure(
                                         DECISION_STYLES[g][1]) for g in groups])
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_ylabel(score_label + " (lower is better)")
-    ax.set_title("Early stopping: probe scores against the baseline band"
-                 + (" (rule only: early stopping off)" if rule else ""), fontsize=10)
+    ax.set_title("Probe scores against the baseline band"
+                 + ("\n(early stopping off: what the rule would have done)" if rule else ""),
+                 fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
