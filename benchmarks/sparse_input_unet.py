@@ -57,22 +57,20 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-import yaml
 
 from physweep.configs import from_dict
 from physweep.evaluate import suite as suite_mod
 from physweep.evaluate.rollout import RolloutResult, finish_outputs
-from physweep.evaluate.suite import EvalSuite, evaluate_checkpoint
+from physweep.evaluate.suite import evaluate_checkpoint
 from physweep.model.surrogate import load_checkpoint
 from physweep.model.unet import UNet, UNetConfig, _double_conv
 from physweep.physics.dataset import load_split, sample_points
-from physweep.plan.config import REPO_ROOT, load_workflow_config
 from physweep.train import loop
 from physweep.train.loop import Trainer
 from physweep.train.reference import reference_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from surrogate_learning import DEMO_DATA, surrogate_spec  # noqa: E402
+from surrogate_learning import setup, surrogate_spec  # noqa: E402
 
 #: observed cells interpolated (inverse squared physical distance) to fill an unobserved cell
 FILL_NEIGHBOURS = 4
@@ -234,13 +232,8 @@ def main() -> None:
     args = ap.parse_args()
     globals()["FILL_NEIGHBOURS"] = args.fill_neighbours  # read by fill_grid at call time
     torch.set_num_threads(args.threads)
-    data = Path(args.data) if args.data else DEMO_DATA
-    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
-    config["preset"] = args.preset
-    wcfg = load_workflow_config(config, REPO_ROOT)
+    data, wcfg, suite = setup(args.data, args.preset)
     preset = wcfg.preset
-    small = dict(preset["eval"]["small"], name="small", thresholds=config["gates"])
-    suite = from_dict(EvalSuite, small, where=f"preset {args.preset} eval.small")
     order = [m for m in ("reference", "sparse", "surrogate") if m in args.models]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

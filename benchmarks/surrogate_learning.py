@@ -77,6 +77,20 @@ def latent_reliance(checkpoint: Path, split, starts=(5, 15, 25, 35), seed: int =
         return (err(z1[other]) / err(z1)) ** 0.5
 
 
+def setup(data_dir: str | None, preset: str):
+    """(data directory, workflow config at ``preset``, the preset's small eval suite); the demo
+    dataset is generated when the directory has none."""
+    data = Path(data_dir) if data_dir else DEMO_DATA
+    if not (data / "train.nc").exists():
+        print(f"generating the demo dataset in {data} ...", flush=True)
+        generate_dataset(DatasetConfig(), data, progress=False)
+    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    config["preset"] = preset
+    wcfg = load_workflow_config(config, REPO_ROOT)
+    small = dict(wcfg.preset["eval"]["small"], name="small", thresholds=config["gates"])
+    return data, wcfg, from_dict(EvalSuite, small, where=f"preset {preset} eval.small")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, nargs="+", default=[250, 600])
@@ -85,16 +99,8 @@ def main() -> None:
     ap.add_argument("--preset", default="demo")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    data = Path(args.data) if args.data else DEMO_DATA
-    if not (data / "train.nc").exists():
-        print(f"generating the demo dataset in {data} ...", flush=True)
-        generate_dataset(DatasetConfig(), data, progress=False)
-    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
-    config["preset"] = args.preset
-    wcfg = load_workflow_config(config, REPO_ROOT)
+    data, wcfg, suite = setup(args.data, args.preset)
     preset = wcfg.preset
-    small = dict(preset["eval"]["small"], name="small", thresholds=config["gates"])
-    suite = from_dict(EvalSuite, small, where=f"preset {args.preset} eval.small")
     test = load_split(data / "test.nc")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
