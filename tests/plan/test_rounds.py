@@ -140,17 +140,20 @@ def test_ema_window_scales_with_the_budget(wcfg):
 
 
 def test_runs_identical_at_the_probe_are_flagged(base_config, repo_root):
-    """Round D at the demo preset: with 3 curriculum stages over 250 steps the probe (step 88)
-    falls in stage 2, where max_horizon 16 and 32 (effective 2 and 4) both train at horizon 2."""
+    """Round D with the horizon map {16: 2, 32: 4, 48: 6}: with 3 curriculum stages over 250
+    steps the probe (step 88) falls in stage 2, where max_horizon 16 and 32 (effective 2 and 4)
+    both train at horizon 2. (The demo map {16: 4, 32: 6, 48: 8} trains 2, 4, 4 there.)"""
     import dataclasses
 
     from physweep.plan.config import load_workflow_config
 
     def twins(config, stages=None):
         wcfg = load_workflow_config(config, repo_root)
+        sizes = {**wcfg.preset["sizes"], "max_horizon": {"map": {16: 2, 32: 4, 48: 6}}}
+        train = dict(wcfg.preset["train"])
         if stages is not None:
-            preset = {**wcfg.preset, "train": {**wcfg.preset["train"], "curriculum_stages": stages}}
-            wcfg = dataclasses.replace(wcfg, preset=preset)
+            train["curriculum_stages"] = stages
+        wcfg = dataclasses.replace(wcfg, preset={**wcfg.preset, "sizes": sizes, "train": train})
         return [w for w in plan_round(wcfg, "round_d").warnings if "identically" in w]
 
     found = twins(base_config)

@@ -245,12 +245,48 @@ def test_uneven_accumulation_keeps_the_batch(split):
 
 
 def test_rollout_loss_weights_channels_by_their_change(split):
-    """The channel that changes most per snapshot (in its own std units) weighs least."""
+    """The channel that changes most per snapshot (in its own std units) weighs least, and the
+    weights put the rollout loss in units of the one-step change: persistence scores 1 per
+    channel at lead 1 (on the fluid cells the weights are measured on)."""
     from physweep.train.loop import change_weights, field_statistics
 
     _, std = field_statistics(split)
     w = change_weights(split, std)
     f = split.fields / std.view(1, 1, -1, 1, 1)
     var = (f[:, 1:] - f[:, :-1]).pow(2).mean(dim=(0, 1, 3, 4))
-    assert w.mean().item() == pytest.approx(1.0)
+    fluid = split.mask[:, None, None].expand_as(f[:, 1:]).float()
+    var_fluid = ((f[:, 1:] - f[:, :-1]).pow(2) * fluid).sum(dim=(0, 1, 3, 4)) / fluid.sum(
+        dim=(0, 1, 3, 4))
+    assert (w * var_fluid).tolist() == pytest.approx([1.0] * len(w), rel=1e-4)
     assert torch.argmin(w) == torch.argmax(var) and torch.argmax(w) == torch.argmin(var)
+
+
+def test_query_points_decodes_later_leads_at_a_subset(split):
+    """``query_points``: lead 1 stays on the whole grid (the same loss as without it), leads
+    2 … h are decoded at that many cells per sample -- an unbiased estimate of the whole-grid
+    loss, not the same number; 0 or at least the grid's cell count decodes every cell."""
+    n_cells = split.fields.shape[-2] * split.fields.shape[-1]
+
+    def loss(h, **train):
+        torch.manual_seed(0)
+        t = Trainer(tiny_spec(max_horizon=3, **train), split)
+        batch = t.draw_batch(torch.tensor([0, 1]), h)
+        with torch.no_grad():
+            _, parts, per_sample = t.compute_loss(batch, h)
+        return batch, parts, per_sample
+
+    b1, _, full1 = loss(1)
+    s1, _, sub1 = loss(1, query_points=8)
+    assert "query_idx" not in s1 and torch.equal(full1, sub1)  # lead 1: every cell
+    b3, p3, full3 = loss(3)
+    s3, q3, sub3 = loss(3, query_points=8)
+    assert s3["query_idx"].shape == (2, 8) and "query_idx" not in b3
+    assert all(len(set(row.tolist())) == 8 for row in s3["query_idx"])  # without replacement
+    assert not torch.equal(full3, sub3)
+    assert torch.isfinite(sub3).all() and (sub3 > 0).all()
+    # the physics residual is computed on the whole-grid lead only
+    assert q3["loss_physics"] != p3["loss_physics"]
+    _, _, all3 = loss(3, query_points=n_cells)
+    assert torch.equal(all3, full3)
+    with pytest.raises(ValueError, match="query_points"):
+        TrainConfig(query_points=-1)

@@ -426,7 +426,9 @@ class Decoder(nn.Module):
         # the start state's neighbourhood of a query: a continuous convolution over its K nearest
         # input points, kernel(offset) ⊙ value(point) (PointConv / SchNet-style filters)
         self.context_kernel = MLP(2, d // 2, d)
-        self.context_value = nn.Linear(d, d)
+        # value of a neighbour: the encoder's point embedding *before* its norm, and the raw
+        # normalised fields (the norm divides out the amplitude the change depends on)
+        self.context_value = nn.Linear(d + cfg.in_channels, d)
         self.context_mlp = MLP(d, 2 * d, d)
         self.context_norm = make_norm(cfg.norm, d)
         self.cross = CrossBlock(d, cfg.heads, cfg.norm)
@@ -440,8 +442,8 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor, pos01: torch.Tensor, anchors: torch.Tensor,
                 spacing: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``context`` (B, Q, D) given: the change since the start state; None: the state."""
-        # the change path reads the start neighbourhood only (translation-equivariant, as a
-        # convolution is); the state path needs the absolute position to place what it decodes
+        # the change path's query is the context (which holds the query's position embedding
+        # too, ``Surrogate.query_context``); the state path's is the position embedding
         q = context if context is not None else self.query(self.pos(pos01))  # (B, Q, D)
         q = self.norm(self.cross(q, z, locality_bias(pos01, anchors, spacing)))  # (B, Q, D)
         return self.change_head(q) if context is not None else self.state_head(q)  # (B, Q, C)
@@ -521,15 +523,18 @@ class Surrogate(FieldUnits):
         """The start state around each query: (B, N, 2), (B, N, C), (B, Q, 2) -> (B, Q, D).
 
         A continuous convolution over the CONTEXT_NEIGHBOURS nearest input points: the mean of
-        kernel(offset) ⊙ W·h(point), with h the encoder's point embedding and the offset in token
-        spacings, then an MLP. It gives the decoder the start state at the input's resolution, so the
-        latent carries the dynamics rather than every detail of the field; it needs only the
-        input point set (discretisation-agnostic).
+        kernel(offset) ⊙ W·[h, x](point), with h the encoder's point embedding (before its
+        norm), x the point's normalised fields and the offset in token
+        spacings, then an MLP; plus the decoder's embedding of the query position (the change
+        depends on where a query is relative to the obstacle and the wake). It gives the decoder
+        the start state at the input's resolution, so the latent carries the dynamics rather
+        than every detail of the field; it needs only the input point set and the query
+        positions (discretisation-agnostic).
         """
         enc, dec = self.encoder, self.decoder
         p = self.unit_positions(pos)
-        # W·h once per input point, then gathered per (query, neighbour) pair
-        v = dec.context_value(enc.norm_points(enc.embed_values(values)))  # (B, N, D)
+        # W·[h, x] once per input point, then gathered per (query, neighbour) pair
+        v = dec.context_value(torch.cat([enc.embed_values(values), values], dim=-1))  # (B, N, D)
         _, spacing = self.token_anchors()
         b, n, d = v.shape
         k = min(CONTEXT_NEIGHBOURS, n)
@@ -541,7 +546,9 @@ class Surrogate(FieldUnits):
             rel = (torch.gather(p, 1, flat.expand(-1, -1, 2)).reshape(b, q.shape[1], k, 2)
                    - q[:, :, None]) / spacing  # (B, q, K, 2)
             c = (dec.context_kernel(rel) * v_n).mean(dim=2)  # (B, q, D)
-            out.append(c + dec.context_mlp(dec.context_norm(c)))
+            # + where the query is (relative to the obstacle and the wake): computed once per
+            # start, not per lead
+            out.append(c + dec.context_mlp(dec.context_norm(c)) + dec.query(dec.pos(q)))
         return torch.cat(out, dim=1)
 
     def anchor(self, pos: torch.Tensor, values: torch.Tensor, query: torch.Tensor,

@@ -122,7 +122,7 @@ def parameter_counts(model: dict[str, Any], corrector_steps: int) -> dict[str, i
     block = 2 * _norm(norm, d) + _attention(d) + _mlp(d, 4 * d, d)
     n_skip = model["depth"] // 2 if model["u_shape"] else 0
     approximator = model["depth"] * block + n_skip * _linear(2 * d, d) + _norm(norm, d)
-    decoder = (pos + _mlp(d, d, d) + _mlp(2, d // 2, d) + _linear(d, d) + _mlp(d, 2 * d, d)
+    decoder = (pos + _mlp(d, d, d) + _mlp(2, d // 2, d) + _linear(d + c, d) + _mlp(d, 2 * d, d)
                + _norm(norm, d) + _cross_block(d, norm) + _norm(norm, d) + 2 * _linear(d, c))
     denoiser = (_linear(2 * d, d) + (max(corrector_steps, 1) + 1) * d + _cross_block(d, norm)
                 + _norm(norm, d) + _mlp(d, 2 * d, d))
@@ -196,6 +196,8 @@ def _activations(m: dict[str, Any], t: dict[str, Any], corrector_steps: int, b: 
     cnt.add("decoder context", hi=b * p * d, lo=b * p * 3 * d)
     cnt.add("decoder context", lo=b * q * kc * (3 * d + 2), hi=b * q * kc * 2)
     cnt.add("decoder context", hi=b * q * 2 * d, lo=b * q * 5 * d)
+    # + the query position embedding (sin-cos or MLP, then the D -> D -> D query MLP)
+    cnt.add("decoder context", lo=b * q * 4 * d)
     cnt.add("decoder context", hi=rms * b * (p + q))
     # approximator: h applications x depth window blocks on L tokens (padded to whole windows)
     w = min(m["window_size"], lat)
@@ -207,12 +209,16 @@ def _activations(m: dict[str, Any], t: dict[str, Any], corrector_steps: int, b: 
             lo=b * h * (m["depth"] * per_block_lo + n_skip * lat * 2 * d))
     cnt.add("approximator", hi=b * lat * d)  # the last latent (z_h)
     cnt.add("approximator", hi=rms * b * h * lat * (2 * m["depth"] + 1))
-    # rollout decoder on the whole grid, every lead: (B h, Q) queries on (B h, L) tokens
-    hi, lo = _cross_queries(b * h * q, d, heads, lat, True)
-    cnt.add("decoder rollout", hi=hi + b * h * q * d, lo=lo + b * h * q * d + b * h * lat * 4 * d)
-    cnt.add("decoder rollout", hi=rms * b * h * (3 * q + lat))
-    # rollout loss and physics residual on the decoded fields (fp32 in every precision)
-    cnt.add("loss + physics", hi=b * h * q * (2 * c + 6))
+    # rollout decoder: (B h, Q) queries on (B h, L) tokens -- the whole grid at every lead, or
+    # with query_points the whole grid at lead 1 and that many cells at leads 2 … h
+    qp = int(t.get("query_points", 0))
+    hg = 1 if (0 < qp < q and h > 1) else h
+    nq = b * (hg * q + (h - hg) * qp)  # decoded queries of all leads
+    hi, lo = _cross_queries(nq, d, heads, lat, True)
+    cnt.add("decoder rollout", hi=hi + nq * d, lo=lo + nq * d + b * h * lat * 4 * d)
+    cnt.add("decoder rollout", hi=rms * (3 * nq + b * h * lat))
+    # rollout loss and physics residual on the decoded grid fields (fp32 in every precision)
+    cnt.add("loss + physics", hi=b * hg * q * (2 * c + 6) + b * (h - hg) * qp * 2 * c)
     if t["inverse_decode"] > 0:
         decode_points("inverse losses", 1)
     if t["inverse_encode"] > 0:
