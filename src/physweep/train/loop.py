@@ -34,8 +34,9 @@ Loss of one sample (fields normalised by per-channel training statistics; all te
   (ẑ_1 = A(c) for every input) and so rewarded collapse; in field space a constant encoder
   leaves the whole variation of the predictions as error.
 * L_phys: mean ``physics.gates.physics_residual`` of the denormalised decoded grid fields of all
-  h steps, or of lead 1 only with ``query_points`` (the residual needs the grid) (units of the residual; weight = ``projection_weight``, the same w that blends the
-  projection at inference: pred + (1 − e^−w)·(project(pred) − pred), ``evaluate.rollout``).
+  h steps, or of lead 1 only with ``query_points`` (the residual needs the grid) (units of
+  the residual; weight = ``projection_weight``, the same w that blends the projection at
+  inference: pred + (1 − e^−w)·(project(pred) − pred), ``evaluate.rollout``).
 * L_corrector: the latent denoiser's noise-prediction loss (``model.corrector.denoiser_loss``),
   0 when ``steps = 0``.
 A term whose weight is 0 is not computed.
