@@ -62,8 +62,8 @@ def test_parameter_counts_match_the_model():
         assert counts["bottom"] == sum(p.numel() for p in m.bottom_parameters())
         assert counts["buffers"] == sum(b.numel() for b in m.buffers())
     # the planner's copies of the model's neighbour counts (it stays free of torch)
-    assert (M.SUPERNODE_NEIGHBOURS, M.CONTEXT_NEIGHBOURS) == (S.SUPERNODE_NEIGHBOURS,
-                                                              S.CONTEXT_NEIGHBOURS)
+    assert (M.SUPERNODE_NEIGHBOURS, M.POINT_NEIGHBOURS, M.CONTEXT_NEIGHBOURS) == (
+        S.SUPERNODE_NEIGHBOURS, S.POINT_NEIGHBOURS, S.CONTEXT_NEIGHBOURS)
 
 
 def test_demo_size_prediction_within_20_percent():
@@ -142,7 +142,7 @@ def test_plan_shows_memory_and_splits_where_a_run_does_not_fit(base_config, repo
     wcfg = load_workflow_config(cfg, repo_root)
     plan = plan_round(wcfg, "round_c")
     text = format_table(wcfg, plan)
-    assert "mem GiB" in text and "80 GiB" in text and "48.6*" in text
+    assert "mem GiB" in text and "80 GiB" in text and "49.7*" in text
     # a smaller device: the model_dim 448 runs are split to micro-batch 1, batch_tokens kept
     wcfg.preset["device_memory_gb"] = 56
     text = format_table(wcfg, plan)

@@ -59,6 +59,9 @@ SUPERNODE_NEIGHBOURS = 8
 # dense grid).
 CONTEXT_NEIGHBOURS = 12
 
+# Input points each input point gathers in the decoder's first point-convolution layer.
+POINT_NEIGHBOURS = 12
+
 # Input points interpolated (inverse squared distance) to carry the initial state to a query.
 ANCHOR_NEIGHBOURS = 4
 # Queries processed per chunk of the anchor's distance matrix (bounds memory at full scale).
@@ -425,6 +428,12 @@ class Decoder(nn.Module):
         self.query = MLP(d, d, d)
         # the start state's neighbourhood of a query: a continuous convolution over its K nearest
         # input points, kernel(offset) ⊙ value(point) (PointConv / SchNet-style filters)
+        # one point-convolution layer among the input points first (each point gathers its
+        # POINT_NEIGHBOURS nearest input points), so the context is a two-layer point network
+        self.point_kernel = MLP(2, d // 2, d)
+        self.point_value = nn.Linear(d + cfg.in_channels, d)
+        self.point_mlp = MLP(d, 2 * d, d)
+        self.point_norm = make_norm(cfg.norm, d)
         self.context_kernel = MLP(2, d // 2, d)
         # value of a neighbour: the encoder's point embedding *before* its norm, and the raw
         # normalised fields (the norm divides out the amplitude the change depends on)
@@ -447,6 +456,21 @@ class Decoder(nn.Module):
         q = context if context is not None else self.query(self.pos(pos01))  # (B, Q, D)
         q = self.norm(self.cross(q, z, locality_bias(pos01, anchors, spacing)))  # (B, Q, D)
         return self.change_head(q) if context is not None else self.state_head(q)  # (B, Q, C)
+
+
+def point_conv(v: torch.Tensor, p: torch.Tensor, q: torch.Tensor, spacing: torch.Tensor,
+               kernel: nn.Module, k: int) -> torch.Tensor:
+    """Continuous convolution: for each of the (B, Q, 2) positions ``q``, the mean over its k
+    nearest (B, N, 2) points ``p`` of kernel(offset / spacing) ⊙ v(point); v (B, N, D) ->
+    (B, Q, D)."""
+    b, n, d = v.shape
+    k = min(k, n)
+    nbr = torch.cdist(q, p).topk(k, dim=-1, largest=False).indices  # (B, Q, K)
+    flat = nbr.reshape(b, -1, 1)
+    v_n = torch.gather(v, 1, flat.expand(-1, -1, d)).reshape(b, q.shape[1], k, d)
+    rel = (torch.gather(p, 1, flat.expand(-1, -1, 2)).reshape(b, q.shape[1], k, 2)
+           - q[:, :, None]) / spacing  # (B, Q, K, 2)
+    return (kernel(rel) * v_n).mean(dim=2)
 
 
 class FieldUnits(nn.Module):
@@ -522,10 +546,11 @@ class Surrogate(FieldUnits):
                       ) -> torch.Tensor:
         """The start state around each query: (B, N, 2), (B, N, C), (B, Q, 2) -> (B, Q, D).
 
-        A continuous convolution over the CONTEXT_NEIGHBOURS nearest input points: the mean of
-        kernel(offset) ⊙ W·[h, x](point), with h the encoder's point embedding (before its
-        norm), x the point's normalised fields and the offset in token
-        spacings, then an MLP; plus the decoder's embedding of the query position (the change
+        A two-layer point network: each input point first gathers its POINT_NEIGHBOURS nearest
+        input points (a residual continuous-convolution layer), then each query the
+        CONTEXT_NEIGHBOURS nearest: the mean of kernel(offset) ⊙ W·[h, x](point), with h the
+        point features (the encoder's point embedding before its norm, after layer 1), x the
+        point's normalised fields and the offset in token spacings, then an MLP; plus the decoder's embedding of the query position (the change
         depends on where a query is relative to the obstacle and the wake). It gives the decoder
         the start state at the input's resolution, so the latent carries the dynamics rather
         than every detail of the field; it needs only the input point set and the query
@@ -533,19 +558,17 @@ class Surrogate(FieldUnits):
         """
         enc, dec = self.encoder, self.decoder
         p = self.unit_positions(pos)
-        # W·[h, x] once per input point, then gathered per (query, neighbour) pair
-        v = dec.context_value(torch.cat([enc.embed_values(values), values], dim=-1))  # (B, N, D)
         _, spacing = self.token_anchors()
-        b, n, d = v.shape
-        k = min(CONTEXT_NEIGHBOURS, n)
+        h = enc.embed_values(values)  # (B, N, D)
+        # layer 1, among the input points: h += MLP(norm(mean_k kernel(offset) ⊙ W·[h, x]))
+        c = point_conv(dec.point_value(torch.cat([h, values], dim=-1)), p, p, spacing,
+                       dec.point_kernel, POINT_NEIGHBOURS)
+        h = h + dec.point_mlp(dec.point_norm(c))
+        # layer 2, at the queries: W·[h, x] once per input point, gathered per (query, neighbour)
+        v = dec.context_value(torch.cat([h, values], dim=-1))  # (B, N, D)
         out = []
         for q in self.unit_positions(query).split(ANCHOR_CHUNK, dim=1):
-            nbr = torch.cdist(q, p).topk(k, dim=-1, largest=False).indices  # (B, q, K)
-            flat = nbr.reshape(b, -1, 1)
-            v_n = torch.gather(v, 1, flat.expand(-1, -1, d)).reshape(b, q.shape[1], k, d)
-            rel = (torch.gather(p, 1, flat.expand(-1, -1, 2)).reshape(b, q.shape[1], k, 2)
-                   - q[:, :, None]) / spacing  # (B, q, K, 2)
-            c = (dec.context_kernel(rel) * v_n).mean(dim=2)  # (B, q, D)
+            c = point_conv(v, p, q, spacing, dec.context_kernel, CONTEXT_NEIGHBOURS)  # (B, q, D)
             # + where the query is (relative to the obstacle and the wake): computed once per
             # start, not per lead
             out.append(c + dec.context_mlp(dec.context_norm(c)) + dec.query(dec.pos(q)))

@@ -54,9 +54,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-# physweep.model.surrogate's SUPERNODE_NEIGHBOURS and CONTEXT_NEIGHBOURS, repeated here so the
-# planner stays free of torch (a test checks they agree)
+# physweep.model.surrogate's SUPERNODE_NEIGHBOURS, POINT_NEIGHBOURS and CONTEXT_NEIGHBOURS,
+# repeated here so the planner stays free of torch (a test checks they agree)
 SUPERNODE_NEIGHBOURS = 8
+POINT_NEIGHBOURS = 12
 CONTEXT_NEIGHBOURS = 12
 #: fraction of the device memory a run may plan to use (CUDA context, allocator fragmentation
 #: and the caching allocator's rounding take the rest)
@@ -123,6 +124,7 @@ def parameter_counts(model: dict[str, Any], corrector_steps: int) -> dict[str, i
     n_skip = model["depth"] // 2 if model["u_shape"] else 0
     approximator = model["depth"] * block + n_skip * _linear(2 * d, d) + _norm(norm, d)
     decoder = (pos + _mlp(d, d, d) + _mlp(2, d // 2, d) + _linear(d + c, d) + _mlp(d, 2 * d, d)
+               + _mlp(2, d // 2, d) + _linear(d + c, d) + _mlp(d, 2 * d, d) + _norm(norm, d)
                + _norm(norm, d) + _cross_block(d, norm) + _norm(norm, d) + 2 * _linear(d, c))
     denoiser = (_linear(2 * d, d) + (max(corrector_steps, 1) + 1) * d + _cross_block(d, norm)
                 + _norm(norm, d) + _mlp(d, 2 * d, d))
@@ -194,6 +196,11 @@ def _activations(m: dict[str, Any], t: dict[str, Any], corrector_steps: int, b: 
     # (query, neighbour) the kernel MLP (2 -> D/2 -> D) and the gathered values, then the
     # context MLP per query; the context itself stays alive for the rollout
     cnt.add("decoder context", hi=b * p * d, lo=b * p * 3 * d)
+    # the first point-convolution layer among the input points: per (point, neighbour) the
+    # kernel MLP and the gathered values, then the norm and MLP per point
+    kp = min(POINT_NEIGHBOURS, p)
+    cnt.add("decoder context", lo=b * p * kp * (3 * d + 2) + b * p * 5 * d,
+            hi=b * p * kp * 2 + b * p * 2 * d)
     cnt.add("decoder context", lo=b * q * kc * (3 * d + 2), hi=b * q * kc * 2)
     cnt.add("decoder context", hi=b * q * 2 * d, lo=b * q * 5 * d)
     # + the query position embedding (sin-cos or MLP, then the D -> D -> D query MLP)
