@@ -124,3 +124,18 @@ def test_physics_residual_differentiable(splits):
     r2 = physics_residual(noisy, s.mask, s.inflow, g)
     print(f"\nphysics residual truth {r.detach().tolist()} noisy {r2.tolist()}")
     assert (r2 > 5 * r.detach()).all()
+
+
+def test_physics_residual_wall_term_reads_what_the_no_slip_gate_reads(splits):
+    """The ``wall`` term is the squared wall extrapolation the no_slip gate takes the RMS of: a
+    field slipping along the channel walls raises it, the data's own flow keeps it small."""
+    s = splits["train"]
+    g = grid_info(s)
+    only_wall = {"divergence": 0.0, "solid": 0.0, "wall": 1.0, "inflow": 0.0, "flux": 0.0}
+    x = s.fields[:, 3].clone()
+    truth = physics_residual(x, s.mask, s.inflow, g, only_wall)
+    slip = x.clone()
+    slip[:, 0] += s.inflow.mean()  # a uniform stream on top: velocity U at the walls
+    slipping = physics_residual(slip, s.mask, s.inflow, g, only_wall)
+    assert (slipping > 0.5).all() and (truth < 0.1).all()
+    assert (slipping > 10 * truth).all()

@@ -169,11 +169,13 @@ def physics_residual(fields: Tensor, mask: Tensor, inflow: Tensor, grid: GridInf
     """Differentiable physics residual per sample, (B,).
 
     Weighted sum of normalised mean squared residuals: divergence (div u * dx / U)^2 on interior
-    fluid cells, (|u|/U)^2 inside solids, ((u - inflow)/U)^2 + (v/U)^2 on the inlet column and
-    ((Q(x) - Q_in) / Q_in)^2 over columns.  ``fields`` (B, C, H, W), ``mask`` (B, H, W) bool,
-    ``inflow`` (B, H).  Default weights 1 (``divergence``, ``solid``, ``inflow``, ``flux``).
+    fluid cells, (|u|/U)^2 inside solids, (|u_wall|/U)^2 at the top/bottom walls (the quadratic
+    extrapolation the no_slip gate reads, on columns whose three wall rows are fluid),
+    ((u - inflow)/U)^2 + (v/U)^2 on the inlet column and ((Q(x) - Q_in) / Q_in)^2 over columns.
+    ``fields`` (B, C, H, W), ``mask`` (B, H, W) bool, ``inflow`` (B, H).  Default weights 1
+    (``divergence``, ``solid``, ``wall``, ``inflow``, ``flux``).
     """
-    w = {"divergence": 1.0, "solid": 1.0, "inflow": 1.0, "flux": 1.0}
+    w = {"divergence": 1.0, "solid": 1.0, "wall": 1.0, "inflow": 1.0, "flux": 1.0}
     if weights:
         w.update(weights)
     u, v = fields[:, 0], fields[:, 1]
@@ -186,11 +188,14 @@ def physics_residual(fields: Tensor, mask: Tensor, inflow: Tensor, grid: GridInf
     r_div = (d**2 * inner).sum((-2, -1)) / inner.sum((-2, -1)).clamp_min(1.0)
     solid = 1.0 - m
     r_solid = ((u**2 + v**2) / ur**2 * solid).sum((-2, -1)) / solid.sum((-2, -1)).clamp_min(1.0)
+    wmask = (wall_velocity(m) > 0.99).to(fields.dtype)  # (B, 2, W)
+    r_wall = (((wall_velocity(u) ** 2 + wall_velocity(v) ** 2) / ur**2 * wmask).sum((-2, -1))
+              / wmask.sum((-2, -1)).clamp_min(1.0))
     c0 = m[:, :, 0]
     r_in = ((((u[:, :, 0] - inflow) ** 2 + v[:, :, 0] ** 2) * c0).sum(-1)
             / c0.sum(-1).clamp_min(1.0) / u_ref**2)
     q = column_flux(u, mask, grid.dy)
     q_in = (inflow.sum(-1) * grid.dy).unsqueeze(-1)
     r_flux = (((q - q_in) / q_in.abs().clamp_min(1e-12)) ** 2).mean(-1)
-    return (w["divergence"] * r_div + w["solid"] * r_solid + w["inflow"] * r_in
-            + w["flux"] * r_flux)
+    return (w["divergence"] * r_div + w["solid"] * r_solid + w["wall"] * r_wall
+            + w["inflow"] * r_in + w["flux"] * r_flux)

@@ -217,9 +217,9 @@ def _activations(m: dict[str, Any], t: dict[str, Any], corrector_steps: int, b: 
     cnt.add("approximator", hi=b * lat * d)  # the last latent (z_h)
     cnt.add("approximator", hi=rms * b * h * lat * (2 * m["depth"] + 1))
     # rollout decoder: (B h, Q) queries on (B h, L) tokens -- the whole grid at every lead, or
-    # with query_points the whole grid at lead 1 and that many cells at leads 2 … h
+    # with query_points the whole grid at leads 1 and h and that many cells at leads 2 … h-1
     qp = int(t.get("query_points", 0))
-    hg = 1 if (0 < qp < q and h > 1) else h
+    hg = min(h, 2) if (0 < qp < q and h > 2) else h
     nq = b * (hg * q + (h - hg) * qp)  # decoded queries of all leads
     hi, lo = _cross_queries(nq, d, heads, lat, True)
     cnt.add("decoder rollout", hi=hi + nq * d, lo=lo + nq * d + b * h * lat * 4 * d)

@@ -18,8 +18,8 @@ Loss of one sample (fields normalised by per-channel training statistics; all te
 
 * L_rollout: latent rollout z_0 = E(x_t0), z_s = A(z_{s-1}), decoded at every grid cell (fluid
   and solid) for s = 1 … h and compared with x_{t0+s}; with ``query_points`` > 0 the leads
-  2 … h are decoded at that many random cells per sample (UPT trains on sampled output
-  positions; lead 1 stays on the whole grid). Channel c weighted by the inverse variance of
+  2 … h-1 are decoded at that many random cells per sample (UPT trains on sampled output
+  positions; leads 1 and h stay on the whole grid). Channel c weighted by the inverse variance of
   its one-step change (``change_weights``), so u, v and p count alike and persistence scores
   about 1 per lead.
   The prediction at lead s is x_t0 + decode_change(z_s, context of the start state)
@@ -34,7 +34,7 @@ Loss of one sample (fields normalised by per-channel training statistics; all te
   (ẑ_1 = A(c) for every input) and so rewarded collapse; in field space a constant encoder
   leaves the whole variation of the predictions as error.
 * L_phys: mean ``physics.gates.physics_residual`` of the denormalised decoded grid fields of all
-  h steps, or of lead 1 only with ``query_points`` (the residual needs the grid) (units of
+  h steps, or of leads 1 and h only with ``query_points`` (the residual needs the grid) (units of
   the residual; weight = ``projection_weight``, the same w that blends the projection at
   inference: pred + (1 − e^−w)·(project(pred) − pred), ``evaluate.rollout``).
 * L_corrector: the latent denoiser's noise-prediction loss (``model.corrector.denoiser_loss``),
@@ -133,7 +133,7 @@ class TrainConfig:
     curriculum_stages: int = 3  # horizon stages from 1 to max_horizon
     batch_tokens: int = 2048  # input points per optimizer step
     points_per_sample: int = 256  # input points per sample
-    query_points: int = 0  # cells decoded at leads 2 … h (0 or >= grid cells: every cell)
+    query_points: int = 0  # cells decoded at leads 2 … h-1 (0 or >= grid cells: every cell)
     micro_batch: int = 4  # samples per forward/backward
     budget_tokens: int = 2048 * 60  # tokens per run (same for a round); steps = budget // batch
     weight_decay: float = 0.01  # AdamW decay on matrices (not biases / norms / embeddings)
@@ -344,8 +344,8 @@ class Trainer:
         m = self.model
         extra = {}
         n_cells = split.fields.shape[-2] * split.fields.shape[-1]
-        if self.kind == "upt" and h > 1 and 0 < cfg.query_points < n_cells:
-            # the cells at which leads 2 … h are decoded (uniform, without replacement)
+        if self.kind == "upt" and h > 2 and 0 < cfg.query_points < n_cells:
+            # the cells at which leads 2 … h-1 are decoded (uniform, without replacement)
             extra["query_idx"] = torch.stack(
                 [torch.randperm(n_cells, generator=g)[: cfg.query_points] for _ in traj.tolist()]
             ).to(d)
@@ -375,32 +375,36 @@ class Trainer:
         for _ in range(h):
             z = m.approximate(z)
             zs.append(z)
-        # leads decoded on the whole grid: every lead, or with ``query_points`` only lead 1 (the
-        # later leads are decoded at a random subset of cells, UPT-style)
+        # leads decoded on the whole grid: every lead, or with ``query_points`` the first and the
+        # last (the physics residual needs the grid; the horizon's end is where a rollout
+        # drifts); the leads between are decoded at a random subset of cells, UPT-style
         sub = batch.get("query_idx")  # (B, Qs) or None
-        hg = 1 if sub is not None else h
-        zs_all = torch.stack(zs[:hg], dim=1)  # (B, hg, L, D)
-        pred = m.predict(zs_all.flatten(0, 1), state0.repeat_interleave(hg, dim=0),
+        full = list(range(h)) if sub is None else sorted({0, h - 1})
+        hg = len(full)
+        zs_full = torch.stack([zs[i] for i in full], dim=1)  # (B, hg, L, D)
+        pred = m.predict(zs_full.flatten(0, 1), state0.repeat_interleave(hg, dim=0),
                          q.repeat_interleave(hg, dim=0), context.repeat_interleave(hg, dim=0))
         pred = pred.transpose(1, 2).reshape(b, hg, c, hh, ww)  # (B, hg, C, H, W)
-        per_sample = (self.channel_weight * (pred.float() - target[:, :hg]).pow(2)
-                      ).mean(dim=(1, 2, 3, 4))
-        if sub is not None and h > 1:
-            # leads 2 … h at the sampled cells (the same cells for every lead of a sample)
-            n_sub = sub.shape[1]
+        err = (self.channel_weight * (pred.float() - target[:, full]).pow(2))
+        per_sample = err.mean(dim=(2, 3, 4)).sum(dim=1)  # (B,): sum over the full-grid leads
+        mid = [i for i in range(h) if i not in full]
+        if mid:
+            # the leads between at the sampled cells (the same cells for every lead of a sample)
+            n_sub, n_mid = sub.shape[1], len(mid)
             pick = sub.unsqueeze(-1)
             q_s = torch.gather(q, 1, pick.expand(-1, -1, 2))  # (B, Qs, 2)
             a_s = torch.gather(state0, 1, pick.expand(-1, -1, c))  # (B, Qs, C)
             c_s = torch.gather(context, 1, pick.expand(-1, -1, context.shape[-1]))  # (B, Qs, D)
-            later = torch.stack(zs[1:], dim=1).flatten(0, 1)  # (B (h-1), L, D)
-            pred_s = m.predict(later, a_s.repeat_interleave(h - 1, dim=0),
-                               q_s.repeat_interleave(h - 1, dim=0),
-                               c_s.repeat_interleave(h - 1, dim=0)).reshape(b, h - 1, n_sub, c)
-            tgt_s = torch.gather(target[:, 1:].flatten(3), 3,
-                                 sub[:, None, None].expand(-1, h - 1, c, -1))  # (B, h-1, C, Qs)
+            later = torch.stack([zs[i] for i in mid], dim=1).flatten(0, 1)  # (B n_mid, L, D)
+            pred_s = m.predict(later, a_s.repeat_interleave(n_mid, dim=0),
+                               q_s.repeat_interleave(n_mid, dim=0),
+                               c_s.repeat_interleave(n_mid, dim=0)).reshape(b, n_mid, n_sub, c)
+            tgt_s = torch.gather(target[:, mid].flatten(3), 3,
+                                 sub[:, None, None].expand(-1, n_mid, c, -1))  # (B, n_mid, C, Qs)
             err_s = (self.channel_weight.view(1, 1, c, 1)
-                     * (pred_s.float().transpose(2, 3) - tgt_s).pow(2)).mean(dim=(1, 2, 3))
-            per_sample = (per_sample + (h - 1) * err_s) / h  # the mean over the h leads
+                     * (pred_s.float().transpose(2, 3) - tgt_s).pow(2)).mean(dim=(2, 3))
+            per_sample = per_sample + err_s.sum(dim=1)
+        per_sample = per_sample / h  # the mean over the h leads
         parts = {"loss_rollout": per_sample.mean(),
                  "loss_persistence": self._persistence(batch["state0"], target)}
         zero = per_sample.new_zeros(())
