@@ -21,7 +21,8 @@ Latent rollout: encode once, apply ``approximate`` repeatedly, decode only where
 Two decoder heads share the cross-attention trunk (``Decoder``): ``decode`` reads the absolute
 state from the latent alone (``decode(encode(x)) ≈ x`` is what ``inverse_decode`` trains), and
 ``decode_change`` reads the change since the start state from the latent *and* the start state
-around each query (``query_context``: a continuous convolution over the nearest input points).
+around each query (``query_context``: a two-layer point network over the nearest input points,
+plus the query's position).
 A prediction is ``anchor + decode_change(z_s, query, context)``, the anchor being the start
 state at the queries: the stored grid state in training and evaluation, else carried from the
 input points by inverse-distance k-NN interpolation (``ANCHOR_NEIGHBOURS`` points; exact on
@@ -426,10 +427,9 @@ class Decoder(nn.Module):
         d = cfg.model_dim
         self.pos = PositionEncoding(d, cfg.pos_encoding)
         self.query = MLP(d, d, d)
-        # the start state's neighbourhood of a query: a continuous convolution over its K nearest
-        # input points, kernel(offset) ⊙ value(point) (PointConv / SchNet-style filters)
-        # one point-convolution layer among the input points first (each point gathers its
-        # POINT_NEIGHBOURS nearest input points), so the context is a two-layer point network
+        # the start state's neighbourhood of a query: continuous convolutions, kernel(offset) ⊙
+        # value(point) (PointConv / SchNet-style filters) -- one layer among the input points
+        # (each gathers its POINT_NEIGHBOURS nearest), then one at the queries
         self.point_kernel = MLP(2, d // 2, d)
         self.point_value = nn.Linear(d + cfg.in_channels, d)
         self.point_mlp = MLP(d, 2 * d, d)
@@ -550,8 +550,9 @@ class Surrogate(FieldUnits):
         input points (a residual continuous-convolution layer), then each query the
         CONTEXT_NEIGHBOURS nearest: the mean of kernel(offset) ⊙ W·[h, x](point), with h the
         point features (the encoder's point embedding before its norm, after layer 1), x the
-        point's normalised fields and the offset in token spacings, then an MLP; plus the decoder's embedding of the query position (the change
-        depends on where a query is relative to the obstacle and the wake). It gives the decoder
+        point's normalised fields and the offset in token spacings, then an MLP; plus the
+        decoder's embedding of the query position (the change depends on where a query is
+        relative to the obstacle and the wake). It gives the decoder
         the start state at the input's resolution, so the latent carries the dynamics rather
         than every detail of the field; it needs only the input point set and the query
         positions (discretisation-agnostic).
