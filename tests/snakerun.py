@@ -78,6 +78,8 @@ def tiny_preset() -> dict:
     for suite in preset["eval"].values():
         suite.update(points=128, ensemble_members=2, horizon=4, long_horizon_from=3)
     preset["eval"]["small"]["n_traj"] = 2
+    # the horizon map of the earlier demo (the tiny records have 12 snapshots)
+    preset["sizes"]["max_horizon"] = {"map": {16: 2, 32: 4, 48: 6}}
     preset["eval"]["full"]["horizon"] = 8  # twice the training horizon (max_horizon 32 -> 4)
     preset["reference"]["steps"] = 10
     return preset
