@@ -109,6 +109,12 @@ def wall_velocity(a: Tensor) -> Tensor:
     return torch.stack([bot, top], -2)
 
 
+def wall_columns(fluid: Tensor) -> Tensor:
+    """(..., H, W) fluid indicator -> (..., 2, W) bool: the columns whose three rows next to the
+    bottom / top wall are fluid, where ``wall_velocity`` extrapolates flow (not an obstacle)."""
+    return wall_velocity(fluid.float()) > 0.99
+
+
 # --------------------------------------------------------------------------- gates
 def compute_gates(pred: Tensor, mask: Tensor, inflow: Tensor, grid: GridInfo,
                   truth: Tensor | None = None) -> dict[str, float]:
@@ -140,7 +146,7 @@ def compute_gates(pred: Tensor, mask: Tensor, inflow: Tensor, grid: GridInfo,
     n_solid = float(solid.sum())
     solid_rms = torch.sqrt((speed2 * solid).sum((-2, -1)) / n_solid) if n_solid > 0 else \
         torch.zeros(u.shape[0], dtype=pred.dtype, device=pred.device)
-    wmask = wall_velocity(fl)[None] > 0.99  # columns where the 3 rows next to the wall are fluid
+    wmask = wall_columns(mask)[None]
     wall2 = wall_velocity(u) ** 2 + wall_velocity(v) ** 2
     nw = float(wmask.sum())
     wall_rms = torch.sqrt((wall2 * wmask).sum((-2, -1)) / max(nw, 1.0))
@@ -188,7 +194,7 @@ def physics_residual(fields: Tensor, mask: Tensor, inflow: Tensor, grid: GridInf
     r_div = (d**2 * inner).sum((-2, -1)) / inner.sum((-2, -1)).clamp_min(1.0)
     solid = 1.0 - m
     r_solid = ((u**2 + v**2) / ur**2 * solid).sum((-2, -1)) / solid.sum((-2, -1)).clamp_min(1.0)
-    wmask = (wall_velocity(m) > 0.99).to(fields.dtype)  # (B, 2, W)
+    wmask = wall_columns(mask).to(fields.dtype)  # (B, 2, W)
     r_wall = (((wall_velocity(u) ** 2 + wall_velocity(v) ** 2) / ur**2 * wmask).sum((-2, -1))
               / wmask.sum((-2, -1)).clamp_min(1.0))
     c0 = m[:, :, 0]
