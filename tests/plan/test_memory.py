@@ -61,16 +61,21 @@ def test_parameter_counts_match_the_model():
         assert counts["denoiser"] == S.count_parameters(den)
         assert counts["bottom"] == sum(p.numel() for p in m.bottom_parameters())
         assert counts["buffers"] == sum(b.numel() for b in m.buffers())
-    # the planner's copies of the model's neighbour counts (it stays free of torch)
+    # the planner's copies of the model's neighbour counts and the trainer's default number of
+    # whole-grid samples (it stays free of torch)
     assert (M.SUPERNODE_NEIGHBOURS, M.POINT_NEIGHBOURS, M.CONTEXT_NEIGHBOURS) == (
         S.SUPERNODE_NEIGHBOURS, S.POINT_NEIGHBOURS, S.CONTEXT_NEIGHBOURS)
+    assert M.GRID_SAMPLES == TrainConfig().grid_samples
 
 
-def test_demo_size_prediction_within_20_percent():
+@pytest.mark.parametrize("sampled", [False, True], ids=["every_cell", "query_points"])
+def test_demo_size_prediction_within_20_percent(sampled):
     """The demo preset's baseline at its training shape (8 samples x 256 points, horizon 4, the
-    32 x 64 grid); the last curriculum stage freezes the bottom blocks."""
+    32 x 64 grid); the last curriculum stage freezes the bottom blocks. ``query_points``: as the
+    demo trains, 2 samples on the whole grid and 512 sampled cells per lead of the others."""
+    extra = dict(query_points=512, grid_samples=2) if sampled else {}
     spec = _spec(DEMO, batch_tokens=2048, points_per_sample=256, micro_batch=8, max_horizon=4,
-                 curriculum_stages=3)
+                 curriculum_stages=3, **extra)
     pred, meas = _measure(spec, (32, 64))
     print(f"\ndemo: predicted {pred.total / 2**20:.1f} MiB, measured {meas['total'] / 2**20:.1f}"
           f" MiB (static {meas['static'] / 2**20:.1f}); {pred.describe()}")

@@ -261,36 +261,56 @@ def test_rollout_loss_weights_channels_by_their_change(split):
     assert torch.argmin(w) == torch.argmax(var) and torch.argmax(w) == torch.argmin(var)
 
 
-def test_query_points_decodes_later_leads_at_a_subset(split):
-    """``query_points``: leads 1 and h stay on the whole grid (horizons 1 and 2: the same loss
-    as without it), leads 2 … h-1 are decoded at that many cells per sample -- an unbiased
-    estimate of the whole-grid loss, not the same number; 0 or at least the grid's cell count
-    decodes every cell."""
-    n_cells = split.fields.shape[-2] * split.fields.shape[-1]
+def test_query_points_decode_sampled_cells_except_the_grid_samples(split):
+    """``query_points``: the first ``grid_samples`` samples decode every lead on the whole grid,
+    where the physics residual is computed; the others decode every lead at that many cells
+    (drawn per sample without replacement, the same cells for each lead). Checked against the
+    whole-grid predictions of the same weights and batch: the per-sample loss is exactly the
+    weighted MSE over those cells; 0 or at least the grid's cell count decodes every cell at
+    every lead."""
+    from physweep.physics.gates import physics_residual
 
-    def loss(h, **train):
+    n_cells = split.fields.shape[-2] * split.fields.shape[-1]
+    h = 3
+
+    def loss(**train):
         torch.manual_seed(0)
-        t = Trainer(tiny_spec(max_horizon=3, **train), split)
-        batch = t.draw_batch(torch.tensor([0, 1]), h)
+        t = Trainer(tiny_spec(max_horizon=h, **train), split)
+        batch = t.draw_batch(torch.tensor([0, 1, 2]), h)
         with torch.no_grad():
             _, parts, per_sample = t.compute_loss(batch, h)
-        return batch, parts, per_sample
+        return t, batch, parts, per_sample
 
-    b1, _, full1 = loss(1)
-    s1, _, sub1 = loss(1, query_points=8)
-    assert "query_idx" not in s1 and torch.equal(full1, sub1)  # lead 1: every cell
-    _, _, full2 = loss(2)
-    s2, _, sub2 = loss(2, query_points=8)
-    assert "query_idx" not in s2 and torch.equal(full2, sub2)  # leads 1 and h = 2
-    b3, p3, full3 = loss(3)
-    s3, q3, sub3 = loss(3, query_points=8)
-    assert s3["query_idx"].shape == (2, 8) and "query_idx" not in b3
-    assert all(len(set(row.tolist())) == 8 for row in s3["query_idx"])  # without replacement
-    assert not torch.equal(full3, sub3)
-    assert torch.isfinite(sub3).all() and (sub3 > 0).all()
-    # the physics residual is computed on the whole-grid leads
-    assert float(q3["loss_physics"]) > 0 and float(p3["loss_physics"]) > 0
-    _, _, all3 = loss(3, query_points=n_cells)
-    assert torch.equal(all3, full3)
+    t, full_batch, full_parts, full = loss()
+    assert "query_idx" not in full_batch
+    _, all_batch, _, every = loss(query_points=n_cells)
+    assert "query_idx" not in all_batch and torch.equal(every, full)
+    for g in (1, 2):
+        t, batch, parts, sampled = loss(query_points=8, grid_samples=g)
+        sub = batch["query_idx"]
+        assert sub.shape == (3, 8) and all(len(set(r.tolist())) == 8 for r in sub)
+        # the same weights and batch decoded on the whole grid at every lead
+        m, b = t.model, 3
+        q = t.grid_pos.expand(b, -1, -1)
+        with torch.no_grad():
+            z, anchor, context = m.start(batch["pos"], batch["vals"], q, anchor=batch["state0"])
+            preds = []
+            for _ in range(h):
+                z = m.approximate(z)
+                preds.append(m.predict(z, anchor, q, context))
+        pred = torch.stack(preds, 1).transpose(2, 3).reshape(batch["target"].shape)
+        err = (t.channel_weight * (pred - batch["target"]).pow(2)).flatten(3)  # (B, h, C, cells)
+        at_cells = torch.gather(err, 3, sub[:, None, None].expand(-1, h, err.shape[2], -1))
+        per_lead = at_cells.mean(dim=(2, 3))  # (B, h)
+        per_lead[:g] = err[:g].mean(dim=(2, 3))  # the grid samples: every cell at every lead
+        assert torch.allclose(sampled, per_lead.mean(dim=1), rtol=1e-4, atol=1e-7)
+        assert not torch.allclose(sampled, full, rtol=1e-3)
+        phys = physics_residual(m.denormalize(pred[:g].flatten(0, 1), dim=1),
+                                batch["mask"][:g].repeat_interleave(h, 0),
+                                batch["inflow"][:g].repeat_interleave(h, 0), t.grid).mean()
+        assert float(parts["loss_physics"]) == pytest.approx(float(phys), rel=1e-4)
+        assert float(full_parts["loss_physics"]) > 0
     with pytest.raises(ValueError, match="query_points"):
         TrainConfig(query_points=-1)
+    with pytest.raises(ValueError, match="grid_samples"):
+        TrainConfig(grid_samples=0)

@@ -59,6 +59,8 @@ from typing import Any
 SUPERNODE_NEIGHBOURS = 8
 POINT_NEIGHBOURS = 12
 CONTEXT_NEIGHBOURS = 12
+# physweep.train.loop.TrainConfig's default grid_samples (the same test checks it)
+GRID_SAMPLES = 2
 #: fraction of the device memory a run may plan to use (CUDA context, allocator fragmentation
 #: and the caching allocator's rounding take the rest)
 MEMORY_HEADROOM = 0.9
@@ -201,11 +203,17 @@ def _activations(m: dict[str, Any], t: dict[str, Any], corrector_steps: int, b: 
     kp = min(POINT_NEIGHBOURS, p)
     cnt.add("decoder context", lo=b * p * kp * (3 * d + 2) + b * p * 5 * d,
             hi=b * p * kp * 2 + b * p * 2 * d)
-    cnt.add("decoder context", lo=b * q * kc * (3 * d + 2), hi=b * q * kc * 2)
-    cnt.add("decoder context", hi=b * q * 2 * d, lo=b * q * 5 * d)
+    # the context's queries: every cell of every sample, or with query_points every cell of
+    # the grid_samples samples and the sampled cells of the others (Trainer.compute_loss)
+    qp = int(t.get("query_points", 0))
+    sampled = 0 < qp < q
+    g = min(int(t.get("grid_samples", GRID_SAMPLES)), b) if sampled else b
+    nc = g * q + (b - g) * qp if sampled else b * q  # context queries
+    cnt.add("decoder context", lo=nc * kc * (3 * d + 2), hi=nc * kc * 2)
+    cnt.add("decoder context", hi=nc * 2 * d, lo=nc * 5 * d)
     # + the query position embedding (sin-cos or MLP, then the D -> D -> D query MLP)
-    cnt.add("decoder context", lo=b * q * 4 * d)
-    cnt.add("decoder context", hi=rms * b * (p + q))
+    cnt.add("decoder context", lo=nc * 4 * d)
+    cnt.add("decoder context", hi=rms * (b * p + nc))
     # approximator: h applications x depth window blocks on L tokens (padded to whole windows)
     w = min(m["window_size"], lat)
     lp = math.ceil(lat / w) * w
@@ -216,16 +224,16 @@ def _activations(m: dict[str, Any], t: dict[str, Any], corrector_steps: int, b: 
             lo=b * h * (m["depth"] * per_block_lo + n_skip * lat * 2 * d))
     cnt.add("approximator", hi=b * lat * d)  # the last latent (z_h)
     cnt.add("approximator", hi=rms * b * h * lat * (2 * m["depth"] + 1))
-    # rollout decoder: (B h, Q) queries on (B h, L) tokens -- the whole grid at every lead, or
-    # with query_points the whole grid at leads 1 and h and that many cells at leads 2 … h-1
-    qp = int(t.get("query_points", 0))
-    hg = min(h, 2) if (0 < qp < q and h > 2) else h
-    nq = b * (hg * q + (h - hg) * qp)  # decoded queries of all leads
+    # rollout decoder: (B h, Q) queries on (B h, L) tokens -- the whole grid at every lead of
+    # every sample, or with query_points of the grid_samples samples and that many cells at
+    # every lead of the others
+    ng = g * h * q  # decoded grid cells (the physics residual's)
+    nq = ng + (b - g) * h * qp  # decoded queries of all leads
     hi, lo = _cross_queries(nq, d, heads, lat, True)
     cnt.add("decoder rollout", hi=hi + nq * d, lo=lo + nq * d + b * h * lat * 4 * d)
     cnt.add("decoder rollout", hi=rms * (3 * nq + b * h * lat))
-    # rollout loss and physics residual on the decoded grid fields (fp32 in every precision)
-    cnt.add("loss + physics", hi=b * hg * q * (2 * c + 6) + b * (h - hg) * qp * 2 * c)
+    # rollout loss and physics residual on the decoded fields (fp32 in every precision)
+    cnt.add("loss + physics", hi=ng * (2 * c + 6) + (nq - ng) * 2 * c)
     if t["inverse_decode"] > 0:
         decode_points("inverse losses", 1)
     if t["inverse_encode"] > 0:

@@ -17,9 +17,11 @@ Loss of one sample (fields normalised by per-channel training statistics; all te
         + L_corrector
 
 * L_rollout: latent rollout z_0 = E(x_t0), z_s = A(z_{s-1}), decoded at every grid cell (fluid
-  and solid) for s = 1 … h and compared with x_{t0+s}; with ``query_points`` > 0 the leads
-  2 … h-1 are decoded at that many random cells per sample (UPT trains on sampled output
-  positions; leads 1 and h stay on the whole grid). Channel c weighted by the inverse variance of
+  and solid) for s = 1 … h and compared with x_{t0+s}; with ``query_points`` > 0 only the first
+  ``grid_samples`` samples of a micro-batch are decoded on the whole grid (the physics residual
+  needs it), the others at that many random cells per sample (the same cells for every lead;
+  UPT trains on sampled output positions), where their start context is computed too: a demo
+  step costs about half. Channel c weighted by the inverse variance of
   its one-step change (``change_weights``), so u, v and p count alike and persistence scores
   about 1 per lead.
   The prediction at lead s is x_t0 + decode_change(z_s, context of the start state)
@@ -34,7 +36,7 @@ Loss of one sample (fields normalised by per-channel training statistics; all te
   (ẑ_1 = A(c) for every input) and so rewarded collapse; in field space a constant encoder
   leaves the whole variation of the predictions as error.
 * L_phys: mean ``physics.gates.physics_residual`` of the denormalised decoded grid fields of all
-  h steps, or of leads 1 and h only with ``query_points`` (the residual needs the grid) (units of
+  h steps of every sample, or with ``query_points`` of the ``grid_samples`` samples (units of
   the residual; weight = ``projection_weight``, the same w that blends the projection at
   inference: pred + (1 − e^−w)·(project(pred) − pred), ``evaluate.rollout``).
 * L_corrector: the latent denoiser's noise-prediction loss (``model.corrector.denoiser_loss``),
@@ -133,7 +135,8 @@ class TrainConfig:
     curriculum_stages: int = 3  # horizon stages from 1 to max_horizon
     batch_tokens: int = 2048  # input points per optimizer step
     points_per_sample: int = 256  # input points per sample
-    query_points: int = 0  # cells decoded at leads 2 … h-1 (0 or >= grid cells: every cell)
+    query_points: int = 0  # cells decoded per sample (0 or >= grid cells: every cell)
+    grid_samples: int = 2  # with query_points: samples per micro-batch decoded on the whole grid
     micro_batch: int = 4  # samples per forward/backward
     budget_tokens: int = 2048 * 60  # tokens per run (same for a round); steps = budget // batch
     weight_decay: float = 0.01  # AdamW decay on matrices (not biases / norms / embeddings)
@@ -160,6 +163,9 @@ class TrainConfig:
             raise ValueError("sampler_temp must be > 0")
         if not isinstance(self.query_points, int) or self.query_points < 0:
             raise ValueError(f"query_points must be an int >= 0, not {self.query_points!r}")
+        if not isinstance(self.grid_samples, int) or self.grid_samples < 1:
+            raise ValueError(f"grid_samples must be an int >= 1 (the physics residual needs the "
+                             f"whole grid of at least one sample), not {self.grid_samples!r}")
         if self.batch_tokens % self.points_per_sample:
             raise ValueError("batch_tokens must be a multiple of points_per_sample")
         if self.budget_tokens < self.batch_tokens:
@@ -344,8 +350,9 @@ class Trainer:
         m = self.model
         extra = {}
         n_cells = split.fields.shape[-2] * split.fields.shape[-1]
-        if self.kind == "upt" and h > 2 and 0 < cfg.query_points < n_cells:
-            # the cells at which leads 2 … h-1 are decoded (uniform, without replacement)
+        if self.kind == "upt" and 0 < cfg.query_points < n_cells:
+            # the cells at which a sample's leads are decoded (uniform, without replacement;
+            # drawn for every sample, used by those beyond the micro-batch's grid_samples)
             extra["query_idx"] = torch.stack(
                 [torch.randperm(n_cells, generator=g)[: cfg.query_points] for _ in traj.tolist()]
             ).to(d)
@@ -369,42 +376,43 @@ class Trainer:
         if self.kind == "unet":
             return self._unet_loss(batch, h)
         q = self.grid_pos.expand(b, -1, -1)  # (B, H*W, 2)
-        # the anchor of the grid targets is the stored state at t0 (exact)
-        z0, state0, context = m.start(pos, vals, q, anchor=batch["state0"])
+        sub = batch.get("query_idx")  # (B, Qs) or None
+        # UPT-style output sampling (``query_points``): the first ``grid_samples`` samples decode
+        # every lead on the whole grid (the physics residual needs the grid), the others every
+        # lead at their Qs sampled cells -- and their start context is computed there only
+        g = b if sub is None else min(cfg.grid_samples, b)
+        z0 = m.encode(pos, vals)
         zs, z = [], z0
         for _ in range(h):
             z = m.approximate(z)
             zs.append(z)
-        # leads decoded on the whole grid: every lead, or with ``query_points`` the first and the
-        # last (the physics residual needs the grid; the horizon's end is where a rollout
-        # drifts); the leads between are decoded at a random subset of cells, UPT-style
-        sub = batch.get("query_idx")  # (B, Qs) or None
-        full = list(range(h)) if sub is None else sorted({0, h - 1})
-        hg = len(full)
-        zs_full = torch.stack([zs[i] for i in full], dim=1)  # (B, hg, L, D)
-        pred = m.predict(zs_full.flatten(0, 1), state0.repeat_interleave(hg, dim=0),
-                         q.repeat_interleave(hg, dim=0), context.repeat_interleave(hg, dim=0))
-        pred = pred.transpose(1, 2).reshape(b, hg, c, hh, ww)  # (B, hg, C, H, W)
-        err = (self.channel_weight * (pred.float() - target[:, full]).pow(2))
-        per_sample = err.mean(dim=(2, 3, 4)).sum(dim=1)  # (B,): sum over the full-grid leads
-        mid = [i for i in range(h) if i not in full]
-        if mid:
-            # the leads between at the sampled cells (the same cells for every lead of a sample)
-            n_sub, n_mid = sub.shape[1], len(mid)
-            pick = sub.unsqueeze(-1)
-            q_s = torch.gather(q, 1, pick.expand(-1, -1, 2))  # (B, Qs, 2)
-            a_s = torch.gather(state0, 1, pick.expand(-1, -1, c))  # (B, Qs, C)
-            c_s = torch.gather(context, 1, pick.expand(-1, -1, context.shape[-1]))  # (B, Qs, D)
-            later = torch.stack([zs[i] for i in mid], dim=1).flatten(0, 1)  # (B n_mid, L, D)
-            pred_s = m.predict(later, a_s.repeat_interleave(n_mid, dim=0),
-                               q_s.repeat_interleave(n_mid, dim=0),
-                               c_s.repeat_interleave(n_mid, dim=0)).reshape(b, n_mid, n_sub, c)
-            tgt_s = torch.gather(target[:, mid].flatten(3), 3,
-                                 sub[:, None, None].expand(-1, n_mid, c, -1))  # (B, n_mid, C, Qs)
+        zs_all = torch.stack(zs, dim=1)  # (B, h, L, D)
+
+        def rollout_at(rows: slice, query: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+            """Predictions (n, h, Q, C) of samples ``rows`` at their (n, Q, 2) queries."""
+            ctx = m.query_context(pos[rows], vals[rows], query)  # (n, Q, D)
+            n, nq = query.shape[:2]
+            out = m.predict(zs_all[rows].flatten(0, 1), anchor.repeat_interleave(h, 0),
+                            query.repeat_interleave(h, 0), ctx.repeat_interleave(h, 0))
+            return out.reshape(n, h, nq, c)
+
+        # g >= 1: the anchor of the grid targets is the stored state at t0 (exact)
+        pred = rollout_at(slice(0, g), q[:g], batch["state0"][:g])
+        pred = pred.transpose(2, 3).reshape(g, h, c, hh, ww)  # (g, h, C, H, W)
+        err = self.channel_weight * (pred.float() - target[:g]).pow(2)
+        per_sample = [err.mean(dim=(2, 3, 4)).mean(dim=1)]  # (g,): the mean over the h leads
+        if g < b:
+            rows = slice(g, b)
+            pick = sub[rows].unsqueeze(-1)  # (B-g, Qs, 1)
+            q_s = torch.gather(q[rows], 1, pick.expand(-1, -1, 2))  # (B-g, Qs, 2)
+            a_s = torch.gather(batch["state0"][rows], 1, pick.expand(-1, -1, c))  # (B-g, Qs, C)
+            pred_s = rollout_at(rows, q_s, a_s)  # (B-g, h, Qs, C)
+            tgt_s = torch.gather(target[rows].flatten(3), 3,
+                                 sub[rows, None, None].expand(-1, h, c, -1))  # (B-g, h, C, Qs)
             err_s = (self.channel_weight.view(1, 1, c, 1)
-                     * (pred_s.float().transpose(2, 3) - tgt_s).pow(2)).mean(dim=(2, 3))
-            per_sample = per_sample + err_s.sum(dim=1)
-        per_sample = per_sample / h  # the mean over the h leads
+                     * (pred_s.float().transpose(2, 3) - tgt_s).pow(2))
+            per_sample.append(err_s.mean(dim=(2, 3)).mean(dim=1))  # (B-g,)
+        per_sample = torch.cat(per_sample)  # (B,)
         parts = {"loss_rollout": per_sample.mean(),
                  "loss_persistence": self._persistence(batch["state0"], target)}
         zero = per_sample.new_zeros(())
@@ -422,10 +430,10 @@ class Trainer:
         else:
             parts["loss_inverse_encode"] = zero
         if cfg.projection_weight > 0:
-            phys = m.denormalize(pred.float(), dim=2).flatten(0, 1)  # (B*hg, C, H, W)
-            mask = batch["mask"].repeat_interleave(hg, dim=0)
-            inflow = batch["inflow"].repeat_interleave(hg, dim=0)
-            parts["loss_physics"] = physics_residual(phys, mask, inflow, self.grid).mean()
+            phys = m.denormalize(pred.float().flatten(0, 1), dim=1)  # (g h, C, H, W)
+            parts["loss_physics"] = physics_residual(
+                phys, batch["mask"][:g].repeat_interleave(h, 0),
+                batch["inflow"][:g].repeat_interleave(h, 0), self.grid).mean()
         else:
             parts["loss_physics"] = zero
         if self.ccfg.steps > 0:
