@@ -140,8 +140,8 @@ def test_ema_window_scales_with_the_budget(wcfg):
 
 
 def test_runs_identical_at_the_probe_are_flagged(base_config, repo_root):
-    """Round D with the horizon map {16: 2, 32: 4, 48: 6}: with 3 curriculum stages over 250
-    steps the probe (step 88) falls in stage 2, where max_horizon 16 and 32 (effective 2 and 4)
+    """Round D with the horizon map {16: 2, 32: 4, 48: 6}: with 3 curriculum stages over 500
+    steps the probe (step 175) falls in stage 2, where max_horizon 16 and 32 (effective 2 and 4)
     both train at horizon 2. (The demo map {16: 4, 32: 6, 48: 8} trains 2, 4, 4 there.)"""
     import dataclasses
 
@@ -160,7 +160,7 @@ def test_runs_identical_at_the_probe_are_flagged(base_config, repo_root):
     assert len(found) == 2
     assert any("max_horizon~16_freeze_bottom_layers_on_expand~false, "
                "max_horizon~32_freeze_bottom_layers_on_expand~false" in w for w in found)
-    assert all("step 88 of 250" in w for w in found)
+    assert all("step 175 of 500" in w for w in found)
     # a probe after the last expansion separates every run
     later = {**base_config, "early_stop": {**base_config["early_stop"], "probe_fraction": 0.7}}
     assert twins(later) == []
