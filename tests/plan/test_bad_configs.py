@@ -154,6 +154,10 @@ def preset_cannot_map_level(root):
         knobs={"model_dim": [100]}, design={"type": "grid"}))
 
 
+def no_grid_sample(root):
+    _edit(root / "config" / "presets" / "demo.yaml", lambda d: d["train"].update(grid_samples=0))
+
+
 def early_stop_not_a_bool(root):
     _edit(_round(root), lambda d: d.update(early_stop={"enabled": "sometimes"}))
 
@@ -188,6 +192,7 @@ BATTERY = [
     (preset_cannot_map_level, "demo.yaml", "sizes.model_dim.map",
      "block 'capacity' of"),
     (early_stop_not_a_bool, "round_a.yaml", "early_stop.enabled", "wrong type"),
+    (no_grid_sample, "demo.yaml", "train.grid_samples", "value 0 is out of range"),
 ]
 
 
