@@ -614,8 +614,8 @@ class Surrogate(FieldUnits):
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Everything a rollout needs from its start state: (z_0, anchor, context).
 
-        ``anchor`` defaults to the interpolated input (``anchor(..., solid)``); the trainer
-        passes the stored grid state."""
+        ``anchor`` defaults to the interpolated input (``anchor(..., solid)``); the evaluation
+        passes the stored grid state, as the trainer anchors on it (``Trainer.compute_loss``)."""
         z0 = self.encode(pos, values)
         if anchor is None:
             anchor = self.anchor(pos, values, query, solid)

@@ -208,7 +208,7 @@ def _activations(m: dict[str, Any], t: dict[str, Any], corrector_steps: int, b: 
     qp = int(t.get("query_points", 0))
     sampled = 0 < qp < q
     g = min(int(t.get("grid_samples", GRID_SAMPLES)), b) if sampled else b
-    nc = g * q + (b - g) * qp if sampled else b * q  # context queries
+    nc = g * q + (b - g) * qp  # context queries
     cnt.add("decoder context", lo=nc * kc * (3 * d + 2), hi=nc * kc * 2)
     cnt.add("decoder context", hi=nc * 2 * d, lo=nc * 5 * d)
     # + the query position embedding (sin-cos or MLP, then the D -> D -> D query MLP)

@@ -387,31 +387,31 @@ class Trainer:
             z = m.approximate(z)
             zs.append(z)
         zs_all = torch.stack(zs, dim=1)  # (B, h, L, D)
+        weight = self.channel_weight.view(1, 1, c, 1)
 
-        def rollout_at(rows: slice, query: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-            """Predictions (n, h, Q, C) of samples ``rows`` at their (n, Q, 2) queries."""
+        def rollout_at(rows: slice, cells: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+            """Predictions (n, h, Q, C) of samples ``rows`` at their (n, Q) ``cells`` (None:
+            every cell, in grid order) and their rollout loss (n,), the mean over the h leads.
+            The anchor is the stored state at t0 (exact)."""
+            query, anchor, tgt = q[rows], batch["state0"][rows], target[rows].flatten(3)
+            if cells is not None:
+                query = torch.gather(query, 1, cells.unsqueeze(-1).expand(-1, -1, 2))
+                anchor = torch.gather(anchor, 1, cells.unsqueeze(-1).expand(-1, -1, c))
+                tgt = torch.gather(tgt, 3, cells[:, None, None].expand(-1, h, c, -1))
             ctx = m.query_context(pos[rows], vals[rows], query)  # (n, Q, D)
             n, nq = query.shape[:2]
             out = m.predict(zs_all[rows].flatten(0, 1), anchor.repeat_interleave(h, 0),
                             query.repeat_interleave(h, 0), ctx.repeat_interleave(h, 0))
-            return out.reshape(n, h, nq, c)
+            out = out.reshape(n, h, nq, c)
+            err = weight * (out.float().transpose(2, 3) - tgt).pow(2)  # (n, h, C, Q)
+            return out, err.mean(dim=(2, 3)).mean(dim=1)
 
-        # g >= 1: the anchor of the grid targets is the stored state at t0 (exact)
-        pred = rollout_at(slice(0, g), q[:g], batch["state0"][:g])
+        pred, loss_grid = rollout_at(slice(0, g), None)  # g >= 1
         pred = pred.transpose(2, 3).reshape(g, h, c, hh, ww)  # (g, h, C, H, W)
-        err = self.channel_weight * (pred.float() - target[:g]).pow(2)
-        per_sample = [err.mean(dim=(2, 3, 4)).mean(dim=1)]  # (g,): the mean over the h leads
+        per_sample = [loss_grid]
         if g < b:
-            rows = slice(g, b)
-            pick = sub[rows].unsqueeze(-1)  # (B-g, Qs, 1)
-            q_s = torch.gather(q[rows], 1, pick.expand(-1, -1, 2))  # (B-g, Qs, 2)
-            a_s = torch.gather(batch["state0"][rows], 1, pick.expand(-1, -1, c))  # (B-g, Qs, C)
-            pred_s = rollout_at(rows, q_s, a_s)  # (B-g, h, Qs, C)
-            tgt_s = torch.gather(target[rows].flatten(3), 3,
-                                 sub[rows, None, None].expand(-1, h, c, -1))  # (B-g, h, C, Qs)
-            err_s = (self.channel_weight.view(1, 1, c, 1)
-                     * (pred_s.float().transpose(2, 3) - tgt_s).pow(2))
-            per_sample.append(err_s.mean(dim=(2, 3)).mean(dim=1))  # (B-g,)
+            per_sample.append(rollout_at(slice(g, b), sub[g:])[1])
         per_sample = torch.cat(per_sample)  # (B,)
         parts = {"loss_rollout": per_sample.mean(),
                  "loss_persistence": self._persistence(batch["state0"], target)}
