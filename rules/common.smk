@@ -99,6 +99,28 @@ def known_run(wildcards):
         sys.exit(f"physweep: unknown run (nothing was run): {exc}")
 
 
+# Scheduling order. Every run's early-stop decision needs the reference model's small eval (each
+# probe eval stores its nRMSE) and the baseline replicates' probe evals (the sigma); the jobs that
+# make them go first, so each run is decided -- and a continued run resumes -- right after its own
+# probe, not after whichever baseline probe the scheduler happened to pick last. Round A on 2
+# cores: ~35 s less on average over random tie-breaks (a list-scheduling model of the demo's jobs).
+FIRST = 1
+
+
+def reference_priority(wildcards):
+    """The reference's small eval (an input of every probe eval) first; its full eval when free."""
+    return FIRST if wildcards.get("suite", "small") == "small" else 0
+
+
+def baseline_run_priority(wildcards):
+    return FIRST if known_run(wildcards).is_baseline else 0
+
+
+def baseline_training_priority(wildcards):
+    baseline = set(WF.baseline_runs(wildcards.round))
+    return FIRST if baseline & set(WF.training_runs(wildcards.round, wildcards.training)) else 0
+
+
 def get_template(wildcards):
     known_run(wildcards)
     return WF.run_template(wildcards.round, wildcards.run)

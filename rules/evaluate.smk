@@ -17,6 +17,7 @@ rule eval_probe:
         f"{LOGS}/eval_probe.log",
     benchmark:
         f"{BENCH}/eval_probe.tsv"
+    priority: baseline_run_priority
     conda:
         "../envs/physweep.yaml"
     threads: res("eval", "threads")
@@ -78,6 +79,7 @@ rule eval_reference:
         f"{R}/logs/reference/{WF.dataset}/{{suite}}_eval.log",
     benchmark:
         f"{R}/benchmarks/reference/{WF.dataset}/{{suite}}_eval.tsv"
+    priority: reference_priority
     conda:
         "../envs/physweep.yaml"
     threads: res("eval", "threads")

@@ -15,6 +15,7 @@ rule train_probe:
         f"{TLOGS}/train_probe.log",
     benchmark:
         f"{TBENCH}/train_probe.tsv"
+    priority: baseline_training_priority
     conda:
         "../envs/physweep.yaml"
     threads: res("train", "threads")
@@ -86,6 +87,7 @@ rule train_reference:
         f"{R}/logs/reference/{WF.dataset}/train.log",
     benchmark:
         f"{R}/benchmarks/reference/{WF.dataset}/train.tsv"
+    priority: FIRST
     conda:
         "../envs/physweep.yaml"
     threads: res("train", "threads")
