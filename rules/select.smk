@@ -1,6 +1,9 @@
 # Early stop (per run), block winners, promotion (round), ranking and winners.
 # All of these read a few small files and take well under a second: they are local rules (run by
-# the Snakemake process itself, not submitted as cluster jobs; a SLURM job costs ~8 s).
+# the Snakemake process itself, not submitted as cluster jobs; a SLURM job costs ~8 s). They still
+# take a core slot, and with equal priority the scheduler prefers jobs with larger inputs: a
+# 1-second decide waited ~4 minutes behind probes while the continuation it unlocks sat idle, so
+# those that unlock training (baseline_probe, decide, block_winner, promote) go first.
 
 
 rule baseline_probe:
@@ -10,6 +13,7 @@ rule baseline_probe:
         f"{R}/{{round}}/baseline_probe.json",
     log:
         f"{R}/logs/{{round}}/baseline_probe.log",
+    priority: FIRST
     localrule: True
     conda:
         "../envs/physweep.yaml"
@@ -32,6 +36,7 @@ checkpoint decide:
         f"{RUN}/decision.json",
     log:
         f"{LOGS}/decide.log",
+    priority: FIRST
     localrule: True
     conda:
         "../envs/physweep.yaml"
@@ -56,6 +61,7 @@ rule block_winner:
         f"{R}/{{round}}/blocks/{{block}}/winner.yaml",
     log:
         f"{R}/logs/{{round}}/blocks/{{block}}.log",
+    priority: FIRST
     localrule: True
     conda:
         "../envs/physweep.yaml"
@@ -80,6 +86,7 @@ checkpoint promote:
         f"{R}/{{round}}/promoted.json",
     log:
         f"{R}/logs/{{round}}/promote.log",
+    priority: FIRST
     localrule: True
     conda:
         "../envs/physweep.yaml"

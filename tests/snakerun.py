@@ -48,7 +48,7 @@ def jobs_of(output: str, rule: str) -> list[dict[str, str]]:
 
 def dry_run_jobs(output: str) -> list[dict]:
     """Every job block of a dry run: {"rule", "log", "output", "wildcards": {...},
-    "resources": {...}}."""
+    "resources": {...}, "priority"}."""
     jobs = []
     for block in re.split(r"\n(?=\[.*\]\n(?:local)?(?:checkpoint|rule) )", output):
         m = re.search(r"^(?:local)?(?:checkpoint|rule) (\w+):", block, re.M)
@@ -62,6 +62,8 @@ def dry_run_jobs(output: str) -> list[dict]:
             line = re.search(rf"^\s+{key}: (.*)$", block, re.M)
             job[key] = dict(item.partition("=")[::2] for item in line.group(1).split(", ")
                             ) if line else {}
+        line = re.search(r"^\s+priority: (.*)$", block, re.M)  # printed only when not 0
+        job["priority"] = float(line.group(1)) if line else 0
         jobs.append(job)
     return jobs
 

@@ -139,6 +139,41 @@ def test_every_job_has_a_log_of_its_own(tmp_path, workflow):
     assert not shared, f"log paths shared by several jobs: {shared}"
 
 
+def test_what_every_decision_waits_for_is_scheduled_first(tmp_path, workflow):
+    """Every run's early-stop decision needs the reference's small eval and the baseline
+    replicates' probe evals: those jobs, and the second-long ones that turn a probe into a
+    decision or a block's winner, outrank the other runs' probes; a baseline replicate (always
+    trained to the end) resumes first. Nothing else is raised."""
+    baseline = set(workflow.baseline_runs("round_a"))
+    base_trainings = {workflow.training_of("round_a", r) for r in baseline}
+    first_rules = {"train_reference", "baseline_probe", "decide", "block_winner", "promote"}
+
+    def expected(job):
+        w = job["wildcards"]
+        if job["rule"] in first_rules:
+            return 1
+        if job["rule"] == "eval_reference":
+            return int(w["suite"] == "small")
+        if job["rule"] in ("train_probe", "train_finish"):
+            return int(w["training"] in base_trainings)
+        if job["rule"] in ("eval_probe", "small_eval", "full_eval"):
+            return int(w["run"] in baseline)
+        return 0
+
+    fresh = dry_run_jobs(snakemake("-n", "--cores", "2", "round_a", cwd=tmp_path).stdout)
+    _fake_decisions(tmp_path, workflow, "round_a")
+    decided = dry_run_jobs(snakemake("-n", "--cores", "2", "results/round_a/report.html",
+                                     cwd=tmp_path).stdout)
+    rules = {j["rule"] for j in fresh + decided}
+    assert {"train_reference", "eval_reference", "train_probe", "eval_probe", "baseline_probe",
+            "decide", "train_finish", "small_eval", "full_eval"} <= rules, rules
+    wrong = [(j["rule"], j["wildcards"], j["priority"]) for j in fresh + decided
+             if j["priority"] != expected(j)]
+    assert not wrong, wrong
+    assert sum(j["priority"] > 0 for j in fresh if j["rule"] == "train_probe") == len(
+        base_trainings) < sum(j["rule"] == "train_probe" for j in fresh)
+
+
 def test_local_run_requests_no_gpu(tmp_path):
     out = snakemake("-n", "--cores", "2", "round_a", cwd=tmp_path).stdout
     assert all(j.get("gpu") == "0" for j in jobs_of(out, "train_probe"))
