@@ -129,3 +129,33 @@ def test_a_finished_training_of_the_same_identity_is_found_and_copied(tmp_path):
     assert find_trained(done, "id1") is None
     (done / "checkpoint.pt").unlink()  # a forced rerun deleted it: not complete any more
     assert find_trained(mine, "id1") is None
+
+
+def test_a_training_of_an_earlier_round_on_the_same_data_is_found(tmp_path):
+    """Round B's baseline replicate at seed 0 is round A's winning training: found across the
+    rounds of one results directory, the own round first; never one trained before the data it
+    would train on was written (a round left from before the data changed), nor one outside
+    the results directory."""
+    import os
+
+    from physweep.train.shared import find_trained, record_identity
+
+    def trained(round_name: str, training: str, mtime: float):
+        stage = tmp_path / "results" / round_name / "trainings" / training / "final"
+        stage.mkdir(parents=True)
+        for name in ("checkpoint.pt", "train_log.nc"):
+            (stage / name).write_bytes(name.encode())
+            os.utime(stage / name, (mtime, mtime))
+        record_identity(stage, "id1")
+        return stage
+
+    mine = tmp_path / "results" / "round_b" / "trainings" / "bbbbbbbbbbbb" / "final"
+    assert find_trained(mine, "id1") is None
+    a = trained("round_a", "aaaaaaaaaaaa", 2000.0)
+    assert find_trained(mine, "id1") == a
+    assert find_trained(mine, "id1", not_before=1000.0) == a
+    assert find_trained(mine, "id1", not_before=3000.0) is None  # trained on earlier data
+    own = trained("round_b", "cccccccccccc", 2000.0)
+    assert find_trained(mine, "id1") == own  # the own round first
+    elsewhere = tmp_path / "other" / "round_b" / "trainings" / "bbbbbbbbbbbb" / "final"
+    assert find_trained(elsewhere, "id1") is None  # another results directory

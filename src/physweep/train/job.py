@@ -12,9 +12,10 @@ run spec is discarded. The comparison is on the run's identity (``run_identity``
 without the machine), so an attempt with another thread count or device still resumes; the
 job's threads are the machine's and go to the trainer, not into the spec.
 
-A training whose identity another training of the round has already trained (a block that takes
-an earlier block's winner values, which that winner trained) copies it instead of training
-(``physweep.train.shared``).
+A training whose identity another training has already trained -- in the round (a block that
+takes an earlier block's winner values, which that winner trained) or in an earlier round of the
+same results directory (a baseline replicate at the previous round's winning values), on the
+same data -- copies it instead of training (``physweep.train.shared``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def run_training_job(spec: dict[str, Any], identity: str, data_dir: Path, checkp
     """Train ``spec`` into ``checkpoint`` / ``log_out``; returns the job's exit code (0, or
     PREEMPTED_EXIT_CODE with the partial checkpoint kept for the next attempt)."""
     checkpoint, log_out = Path(checkpoint), Path(log_out)
-    same = find_trained(checkpoint.parent, identity)
+    train_file = Path(data_dir) / "train.nc"
+    same = find_trained(checkpoint.parent, identity,
+                        not_before=train_file.stat().st_mtime if train_file.exists() else None)
     if same is not None:
         reuse(same, {"checkpoint.pt": checkpoint, "train_log.nc": log_out})
         record_identity(checkpoint.parent, identity, reused_from=str(same))

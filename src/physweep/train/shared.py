@@ -3,10 +3,14 @@
 The planner shares a training between runs whose training specs agree at plan time. A run whose
 trained values wait for an earlier winner (round A's cadence block takes the optimizer block's
 best LR and warmup) gets a training of its own at plan time, yet once the winner is known its
-training spec is often one the round has already trained (the winner's own). Every finished
-training stage records its identity (``physweep.plan.spec.training_identity``) beside its
-checkpoint; a training job whose identity is already recorded by another training of the round
-takes (copies) that checkpoint and log instead of training again.
+training spec is often one already trained: the winner's own, in the same round, or, for a
+round's baseline replicate at seed 0, the previous round's winner (round B's baseline is round
+A's winning training, round C's round B's). Every finished training stage records its identity
+(``physweep.plan.spec.training_identity``) beside its checkpoint; a training job whose identity
+is already recorded by another training of any round of the same results directory takes
+(copies) that checkpoint and log instead of training again. Equal identities train bit for bit
+the same weights on the same data, and a round reads its dataset from the results directory it
+lives in.
 """
 
 from __future__ import annotations
@@ -29,15 +33,23 @@ def record_identity(stage_dir: Path, identity: str, reused_from: str | None = No
     os.replace(tmp, Path(stage_dir) / IDENTITY_FILE)
 
 
-def find_trained(stage_dir: Path, identity: str) -> Path | None:
-    """Another training of the same round (``<trainings>/<other>/<stage>``) that trained this
-    stage with this identity (not by copying), or None."""
+def find_trained(stage_dir: Path, identity: str, not_before: float | None = None
+                 ) -> Path | None:
+    """Another training (``<results>/<round>/trainings/<other>/<stage>``, the stage's own round
+    first, then the other rounds of the results directory) that trained this stage with this
+    identity (not by copying), or None. ``not_before``: the mtime of the data the stage trains
+    on; a checkpoint older than that was trained on earlier data (a round left from before the
+    data changed) and does not count."""
     stage_dir = Path(stage_dir)
     trainings = stage_dir.parent.parent
     if trainings.name != TRAININGS_DIR:  # not the workflow's layout: nothing to share with
         return None
-    for other in sorted(trainings.glob(f"*/{stage_dir.name}/{IDENTITY_FILE}")):
-        if other.parent.parent == stage_dir.parent:
+    own = sorted(trainings.glob(f"*/{stage_dir.name}/{IDENTITY_FILE}"))
+    others = sorted(trainings.parent.parent.glob(
+        f"*/{TRAININGS_DIR}/*/{stage_dir.name}/{IDENTITY_FILE}"))
+    me = stage_dir.parent.resolve()
+    for other in own + others:  # (resolved: a link to a round dir is not another training)
+        if other.parent.parent.resolve() == me:
             continue
         try:
             record = json.loads(other.read_text())
@@ -47,9 +59,12 @@ def find_trained(stage_dir: Path, identity: str) -> Path | None:
         # copy came from retrains it rather than copying the copy back
         if record.get("reused_from"):
             continue
-        if record.get("identity") == identity and all((other.parent / f).exists()
-                                                      for f in STAGE_FILES):
-            return other.parent
+        if record.get("identity") != identity or not all((other.parent / f).exists()
+                                                         for f in STAGE_FILES):
+            continue
+        if not_before is not None and (other.parent / STAGE_FILES[0]).stat().st_mtime < not_before:
+            continue
+        return other.parent
     return None
 
 
