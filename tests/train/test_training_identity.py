@@ -133,15 +133,17 @@ def test_a_finished_training_of_the_same_identity_is_found_and_copied(tmp_path):
 
 def test_a_training_of_an_earlier_round_on_the_same_data_is_found(tmp_path):
     """Round B's baseline replicate at seed 0 is round A's winning training: found across the
-    rounds of one results directory, the own round first; never one trained before the data it
-    would train on was written (a round left from before the data changed), nor one outside
-    the results directory."""
+    rounds of the results directory whose data the stage trains on, the own round first; never
+    one trained before that data was written (a round left from before the data changed), nor
+    one in another results directory or when the data lies elsewhere."""
     import os
 
     from physweep.train.shared import find_trained, record_identity
 
+    results = tmp_path / "results"
+
     def trained(round_name: str, training: str, mtime: float):
-        stage = tmp_path / "results" / round_name / "trainings" / training / "final"
+        stage = results / round_name / "trainings" / training / "final"
         stage.mkdir(parents=True)
         for name in ("checkpoint.pt", "train_log.nc"):
             (stage / name).write_bytes(name.encode())
@@ -149,13 +151,23 @@ def test_a_training_of_an_earlier_round_on_the_same_data_is_found(tmp_path):
         record_identity(stage, "id1")
         return stage
 
-    mine = tmp_path / "results" / "round_b" / "trainings" / "bbbbbbbbbbbb" / "final"
-    assert find_trained(mine, "id1") is None
+    def data(where, mtime: float):
+        (where / "train.nc").parent.mkdir(parents=True, exist_ok=True)
+        (where / "train.nc").write_bytes(b"")
+        os.utime(where / "train.nc", (mtime, mtime))
+        return where
+
+    mine = results / "round_b" / "trainings" / "bbbbbbbbbbbb" / "final"
+    demo = data(results / "data" / "demo", 1000.0)
+    assert find_trained(mine, "id1", data_dir=demo) is None
     a = trained("round_a", "aaaaaaaaaaaa", 2000.0)
-    assert find_trained(mine, "id1") == a
-    assert find_trained(mine, "id1", not_before=1000.0) == a
-    assert find_trained(mine, "id1", not_before=3000.0) is None  # trained on earlier data
+    assert find_trained(mine, "id1", data_dir=demo) == a
+    assert find_trained(mine, "id1") is None  # without the data: the own round only
+    assert find_trained(mine, "id1", data_dir=data(tmp_path / "data" / "demo", 1000.0)) is None
+    data(demo, 3000.0)  # the data changed after round A trained
+    assert find_trained(mine, "id1", data_dir=demo) is None
+    data(demo, 1000.0)
     own = trained("round_b", "cccccccccccc", 2000.0)
-    assert find_trained(mine, "id1") == own  # the own round first
+    assert find_trained(mine, "id1", data_dir=demo) == own  # the own round first
     elsewhere = tmp_path / "other" / "round_b" / "trainings" / "bbbbbbbbbbbb" / "final"
-    assert find_trained(elsewhere, "id1") is None  # another results directory
+    assert find_trained(elsewhere, "id1", data_dir=demo) is None  # another results directory

@@ -52,9 +52,7 @@ def run_training_job(spec: dict[str, Any], identity: str, data_dir: Path, checkp
     """Train ``spec`` into ``checkpoint`` / ``log_out``; returns the job's exit code (0, or
     PREEMPTED_EXIT_CODE with the partial checkpoint kept for the next attempt)."""
     checkpoint, log_out = Path(checkpoint), Path(log_out)
-    train_file = Path(data_dir) / "train.nc"
-    same = find_trained(checkpoint.parent, identity,
-                        not_before=train_file.stat().st_mtime if train_file.exists() else None)
+    same = find_trained(checkpoint.parent, identity, data_dir=data_dir)
     if same is not None:
         reuse(same, {"checkpoint.pt": checkpoint, "train_log.nc": log_out})
         record_identity(checkpoint.parent, identity, reused_from=str(same))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 IDENTITY_FILE = "identity.json"
 TRAININGS_DIR = "trainings"  # results/<round>/trainings/<training>/<stage>
+DATA_DIR = "data"  # results/data/<dataset>: the data every round of a results directory reads
 STAGE_FILES = ("checkpoint.pt", "train_log.nc")
 
 
@@ -33,22 +34,28 @@ def record_identity(stage_dir: Path, identity: str, reused_from: str | None = No
     os.replace(tmp, Path(stage_dir) / IDENTITY_FILE)
 
 
-def find_trained(stage_dir: Path, identity: str, not_before: float | None = None
-                 ) -> Path | None:
-    """Another training (``<results>/<round>/trainings/<other>/<stage>``, the stage's own round
-    first, then the other rounds of the results directory) that trained this stage with this
-    identity (not by copying), or None. ``not_before``: the mtime of the data the stage trains
-    on; a checkpoint older than that was trained on earlier data (a round left from before the
-    data changed) and does not count."""
+def find_trained(stage_dir: Path, identity: str, data_dir: Path | None = None) -> Path | None:
+    """Another training (``<results>/<round>/trainings/<other>/<stage>``) that trained this
+    stage with this identity (not by copying), or None: the stage's own round first, then, with
+    ``data_dir`` the workflow's ``<results>/data/<dataset>`` of the same results directory (the
+    data the stage trains on), the other rounds there. With ``data_dir``, a stage whose
+    checkpoint is older than its ``train.nc`` was trained on earlier data (a round left from
+    before the data changed) and does not count."""
     stage_dir = Path(stage_dir)
     trainings = stage_dir.parent.parent
     if trainings.name != TRAININGS_DIR:  # not the workflow's layout: nothing to share with
         return None
-    own = sorted(trainings.glob(f"*/{stage_dir.name}/{IDENTITY_FILE}"))
-    others = sorted(trainings.parent.parent.glob(
-        f"*/{TRAININGS_DIR}/*/{stage_dir.name}/{IDENTITY_FILE}"))
+    pattern = f"{TRAININGS_DIR}/*/{stage_dir.name}/{IDENTITY_FILE}"
+    candidates = sorted(trainings.parent.glob(pattern))
+    not_before = None
+    if data_dir is not None:
+        data_dir, results = Path(data_dir), trainings.parent.parent
+        train = data_dir / "train.nc"
+        not_before = train.stat().st_mtime if train.exists() else None
+        if data_dir.parent.name == DATA_DIR and data_dir.parent.parent.resolve() == results.resolve():
+            candidates += sorted(results.glob(f"*/{pattern}"))
     me = stage_dir.parent.resolve()
-    for other in own + others:  # (resolved: a link to a round dir is not another training)
+    for other in candidates:  # (resolved: a link to a round dir is not another training)
         if other.parent.parent.resolve() == me:
             continue
         try:
