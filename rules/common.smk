@@ -111,7 +111,7 @@ FIRST = 1
 
 def reference_priority(wildcards):
     """The reference's small eval (an input of every probe eval) first; its full eval when free."""
-    return FIRST if wildcards.get("suite", "small") == "small" else 0
+    return FIRST if wildcards.suite == "small" else 0
 
 
 def baseline_run_priority(wildcards):
