@@ -45,18 +45,19 @@ def find_trained(stage_dir: Path, identity: str, data_dir: Path | None = None) -
     trainings = stage_dir.parent.parent
     if trainings.name != TRAININGS_DIR:  # not the workflow's layout: nothing to share with
         return None
-    pattern = f"{TRAININGS_DIR}/*/{stage_dir.name}/{IDENTITY_FILE}"
-    candidates = sorted(trainings.parent.glob(pattern))
-    not_before = None
+    own_round, not_before = trainings.parent, None
+    rounds = [own_round]
     if data_dir is not None:
-        data_dir, results = Path(data_dir), trainings.parent.parent
+        data_dir, results = Path(data_dir), own_round.parent
         train = data_dir / "train.nc"
         not_before = train.stat().st_mtime if train.exists() else None
         if data_dir.parent.name == DATA_DIR and data_dir.parent.parent.resolve() == results.resolve():
-            candidates += sorted(results.glob(f"*/{pattern}"))
+            rounds += sorted(d for d in results.iterdir()
+                             if d.is_dir() and d.resolve() != own_round.resolve())
     me = stage_dir.parent.resolve()
-    for other in candidates:  # (resolved: a link to a round dir is not another training)
-        if other.parent.parent.resolve() == me:
+    for other in (p for r in rounds
+                  for p in sorted(r.glob(f"{TRAININGS_DIR}/*/{stage_dir.name}/{IDENTITY_FILE}"))):
+        if other.parent.parent.resolve() == me:  # (resolved: a link to it is not another)
             continue
         try:
             record = json.loads(other.read_text())
